@@ -1,0 +1,109 @@
+"""Suite validation: bad YAML gives one line naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from transfer_bench.config import load_suite, parse_suite
+from transfer_bench.errors import ConfigError
+
+BASE = {
+    "name": "t",
+    "seeds": [0, 1],
+    "model": {"name": "lenet_300_100"},
+    "datasets": {"a": {"source": "synthetic:a"}, "b": {"source": "synthetic:b"}},
+    "search": {"sources": ["a"], "rate": 0.2, "levels": 2},
+    "transfer": {"targets": ["a", "b"]},
+}
+
+
+def with_(path: str, value) -> dict:
+    import copy
+
+    d = copy.deepcopy(BASE)
+    *parents, last = path.split(".")
+    cur = d
+    for p in parents:
+        cur = cur[p]
+    cur[last] = value
+    return d
+
+
+def error_of(data) -> str:
+    with pytest.raises(ConfigError) as e:
+        parse_suite(data, "s.yaml")
+    msg = str(e.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_valid_suite_parses():
+    s = parse_suite(BASE)
+    assert s.transfer_optimizers == ("adam",)
+    assert s.transfer_levels == (0, 1, 2)
+
+
+def test_unknown_key_named_with_suggestion():
+    msg = error_of(with_("search.rat", 0.3))
+    assert "search.rat" in msg and "did you mean 'rate'" in msg
+
+
+def test_unknown_top_level_key():
+    msg = error_of(with_("seed", [1]))
+    assert "seed" in msg and "did you mean 'seeds'" in msg
+
+
+def test_wrong_type_named():
+    msg = error_of(with_("train", {"epochs": "ten"}))
+    assert msg.startswith("s.yaml: train.epochs:")
+
+
+@pytest.mark.parametrize("rate", [0.0, 1.0, 1.5, -0.1])
+def test_rate_outside_open_interval(rate):
+    msg = error_of(with_("search.rate", rate))
+    assert "search.rate" in msg
+
+
+def test_reference_to_unknown_dataset():
+    msg = error_of(with_("transfer.targets", ["a", "digitz"]))
+    assert "transfer.targets[1]" in msg and "'digitz'" in msg
+
+
+def test_unknown_source_prefix():
+    msg = error_of(with_("datasets", {"a": {"source": "foo:bar"}}))
+    assert "datasets.a.source" in msg
+
+
+def test_non_mapping_document(tmp_path: Path):
+    p = tmp_path / "s.yaml"
+    p.write_text("- just\n- a list\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_suite(p)
+
+
+def test_yaml_syntax_error_has_line(tmp_path: Path):
+    p = tmp_path / "s.yaml"
+    p.write_text("name: x\nseeds: [0, 1\n")
+    with pytest.raises(ConfigError, match="line"):
+        load_suite(p)
+
+
+def test_quickstart_suite_is_valid():
+    suite = load_suite(Path(__file__).parents[1] / "suites" / "quickstart.yaml")
+    assert len(suite.seeds) >= 3 and suite.search.levels >= 5
+
+
+def test_rewind_forms():
+    s = parse_suite(with_("search.rewind", "2ep"))
+    assert s.search.rewind_iterations(50) == 100
+    assert parse_suite(with_("search.rewind", "30it")).search.rewind_iterations(50) == 30
+    error_of(with_("search.rewind", "2 epochs"))
+
+
+def test_roundtrip_yaml(tmp_path: Path):
+    p = tmp_path / "s.yaml"
+    p.write_text(yaml.safe_dump(BASE))
+    assert load_suite(p).name == "t"

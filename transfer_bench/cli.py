@@ -1,0 +1,223 @@
+"""Command line: ``transfer-bench run|plan|report|ticket ...``.
+
+Errors caused by input (suite, ticket file, dataset, flags) are printed as one line and exit with
+status 2; an interrupted run prints how to resume and exits with 130.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from transfer_bench.errors import TransferBenchError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Find lottery tickets, save them as portable files, transfer them, and compare.",
+)
+ticket_app = typer.Typer(no_args_is_help=True, help="Inspect, verify and export ticket files.")
+app.add_typer(ticket_app, name="ticket")
+console = Console()
+err_console = Console(stderr=True)
+
+ResultsOpt = Annotated[Path, typer.Option("--results", help="Root folder of results.")]
+SuiteArg = Annotated[Path, typer.Argument(help="Suite YAML file.")]
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("TRANSFER_BENCH_CACHE")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "transfer-bench"
+
+
+def _context(suite_path: Path, results: Path, device: str | None, cache_dir: Path | None):
+    from transfer_bench.config import load_suite
+    from transfer_bench.runner.context import Context, resolve_device
+    from transfer_bench.runner.plan import plan, suite_hash
+
+    suite = load_suite(suite_path)
+    ctx = Context(
+        suite=suite,
+        suite_dir=results / suite.name,
+        device=resolve_device(device or suite.device),
+        cache_dir=cache_dir or default_cache_dir(),
+        suite_hash=suite_hash(suite),
+    )
+    return suite, ctx, plan(suite)
+
+
+@app.command()
+def plan(
+    suite_path: SuiteArg,
+    results: ResultsOpt = Path("results"),
+) -> None:
+    """Print every run of a suite and its output folder, without training."""
+    from transfer_bench.runner.execute import is_complete
+
+    suite, ctx, runs = _context(suite_path, results, "cpu", None)
+    table = Table(title=f"{suite.name}: {len(runs)} runs")
+    for col in ("#", "kind", "run", "seed", "levels", "folder", "status"):
+        table.add_column(col)
+    for i, r in enumerate(runs):
+        status = "done" if is_complete(r, ctx.suite_dir) else "todo"
+        levels = f"{min(r.levels)}..{max(r.levels)}" if len(r.levels) > 1 else str(r.levels[0])
+        table.add_row(str(i + 1), r.kind, r.label(), str(r.seed), levels, str(r.folder(ctx.suite_dir)), status)
+    console.print(table)
+
+
+@app.command()
+def run(
+    suite_path: SuiteArg,
+    results: ResultsOpt = Path("results"),
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, mps or auto (default: the suite's).")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Dataset cache folder.")] = None,
+    report: Annotated[bool, typer.Option(help="Write report.md at the end.")] = True,
+) -> None:
+    """Run a suite: search tickets, transfer them, write the report. Finished runs are skipped."""
+    from transfer_bench.runner.execute import execute
+
+    suite, ctx, runs = _context(suite_path, results, device, cache_dir)
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[status]}"),
+        console=console,
+        transient=False,
+    )
+    with progress:
+        task = progress.add_task(suite.name, total=len(runs), status="")
+
+        def on_start(i: int, r) -> None:
+            progress.update(task, description=f"{r.label()} seed {r.seed}", status="")
+
+        def on_finish(r, trained: bool) -> None:
+            progress.advance(task)
+
+        def on_status(s: str) -> None:
+            progress.update(task, status=s)
+
+        try:
+            summary = execute(ctx, runs, on_start=on_start, on_status=on_status, on_finish=on_finish)
+        except KeyboardInterrupt:
+            progress.stop()
+            err_console.print(
+                f"interrupted: finished work is saved under {ctx.suite_dir}; "
+                f"resume with: transfer-bench run {suite_path}"
+            )
+            raise typer.Exit(130) from None
+    console.print(
+        f"{len(summary.trained)} runs trained, {len(summary.skipped)} already complete, "
+        f"{summary.seconds:.1f} s; results in {ctx.suite_dir}"
+    )
+    if report:
+        path = _write_report(ctx.suite_dir, suite)
+        console.print(f"report: {path}")
+
+
+def _write_report(suite_dir: Path, suite) -> Path:
+    from transfer_bench.analysis.report import write_report
+
+    return write_report(
+        suite_dir,
+        suite_name=suite.name,
+        analysis=suite.analysis.model_dump(),
+        config_summary=suite.model_dump_json(indent=2, exclude_defaults=True),
+    )
+
+
+@app.command()
+def report(
+    suite_path: SuiteArg,
+    results: ResultsOpt = Path("results"),
+) -> None:
+    """(Re)write report.md, tables and figures from a suite's finished runs."""
+    from transfer_bench.config import load_suite
+
+    suite = load_suite(suite_path)
+    console.print(f"report: {_write_report(results / suite.name, suite)}")
+
+
+@ticket_app.command("inspect")
+def ticket_inspect(path: Path) -> None:
+    """Show a ticket's layers, shapes, densities and provenance."""
+    from transfer_bench.tickets import describe, load_ticket
+
+    t = load_ticket(path)
+    table = Table(title=f"{path.name}: density {100 * t.density:.2f}% (level {t.meta.get('level')})")
+    for col in ("layer", "shape", "kept", "total", "density", "head"):
+        table.add_column(col)
+    for row in describe(t):
+        table.add_row(
+            row["layer"],
+            "x".join(map(str, row["shape"])),
+            str(row["kept"]),
+            str(row["total"]),
+            f"{100 * row['density']:.2f}%",
+            "yes" if row["is_head"] else "",
+        )
+    console.print(table)
+    meta = {k: v for k, v in t.meta.items() if k not in {"param_shapes", "layer_density", "mask_lengths"}}
+    console.print_json(json.dumps(meta, default=str))
+
+
+@ticket_app.command("verify")
+def ticket_verify(path: Path) -> None:
+    """Check a ticket file's integrity (hash, shapes, masks); exit status 1 on failure."""
+    from transfer_bench.tickets import verify_ticket
+
+    try:
+        t = verify_ticket(path)
+    except TransferBenchError as e:
+        err_console.print(f"FAILED: {e}")
+        raise typer.Exit(1) from None
+    console.print(f"OK: {path} (density {100 * t.density:.2f}%, level {t.meta.get('level')})")
+
+
+@ticket_app.command("export")
+def ticket_export(
+    run_dir: Annotated[Path, typer.Argument(help="A search run folder (.../search-<hash>/seed_<s>).")],
+    level: int,
+    out: Path,
+) -> None:
+    """Copy the verified ticket of LEVEL from a search run to OUT."""
+    from transfer_bench.runner.store import RunDir
+    from transfer_bench.tickets import verify_ticket
+
+    src = RunDir(run_dir).ticket_path(level)
+    if not src.exists():
+        levels = sorted(p.parent.name for p in run_dir.glob("level_*/ticket.ticket"))
+        raise TransferBenchError(
+            f"{run_dir}: no ticket for level {level} (found: {', '.join(levels) or 'none'}); "
+            "pass a search run folder such as results/<suite>/search-<hash>/seed_0"
+        )
+    verify_ticket(src)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, out)
+    console.print(f"exported {src} -> {out}")
+
+
+def main() -> None:
+    """Console-script entry point: one-line errors, no tracebacks for user mistakes."""
+    try:
+        app()
+    except TransferBenchError as e:
+        err_console.print(f"error: {e}", highlight=False, markup=False, soft_wrap=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,308 @@
+"""Typed suite schema: the single source of configuration.
+
+A suite YAML file is loaded with ``yaml.safe_load`` and validated into frozen pydantic models with
+``extra="forbid"``, so an unknown or ill-typed key is rejected with its dotted path (and a "did you
+mean" suggestion). Everything downstream (planning, hashing, training) reads these models only.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from transfer_bench.errors import ConfigError
+
+Fraction01 = Annotated[float, Field(gt=0.0, lt=1.0)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class InputSpec(_Model):
+    """What every dataset is adapted to: square images of ``size`` pixels with ``channels`` channels."""
+
+    size: int = Field(28, ge=4, le=512)
+    channels: Literal[1, 3] = 1
+    normalize: Literal["dataset", "none"] = "dataset"
+
+
+class DatasetSpec(_Model):
+    """Where a dataset comes from and how it is split.
+
+    ``source`` is ``builtin:digits``, ``builtin:mnist-5k``, ``synthetic:<name>``, ``hf:<hub id or
+    local dir>`` or ``local:<path.parquet|path.npz>``. ``image``/``label`` name the columns of ``hf:``
+    and parquet sources. Sources without a test split are split (stratified, seeded by the suite's
+    ``data_seed``) with ``test_fraction`` held out.
+    """
+
+    source: str
+    image: str = "image"
+    label: str = "label"
+    train_split: str = "train"
+    test_split: str | None = "test"
+    test_fraction: Fraction01 = 0.2
+    max_train: int | None = Field(None, ge=1)
+    max_test: int | None = Field(None, ge=1)
+    num_classes: int | None = Field(None, ge=2)
+    samples: int | None = Field(None, ge=2)
+
+    @field_validator("source")
+    @classmethod
+    def _known_prefix(cls, v: str) -> str:
+        prefix = v.split(":", 1)[0]
+        if ":" not in v or prefix not in {"builtin", "synthetic", "hf", "local"}:
+            raise ValueError(
+                f"unknown dataset source {v!r}; use builtin:digits, builtin:mnist-5k, "
+                "synthetic:<name>, hf:<hub id> or local:<path>"
+            )
+        return v
+
+
+class ModelSpec(_Model):
+    """A model from the registry by name (``lenet_300_100``, ``conv4``, ``resnet20``, ``timm:<name>``)."""
+
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class OptimizerSpec(_Model):
+    """Optimizer hyperparameters. ``momentum``/``nesterov`` apply to SGD, ``betas`` to Adam."""
+
+    name: Literal["sgd", "adam"]
+    lr: float = Field(gt=0.0, le=10.0)
+    momentum: float = Field(0.0, ge=0.0, lt=1.0)
+    nesterov: bool = False
+    weight_decay: float = Field(0.0, ge=0.0, lt=1.0)
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+def _default_optimizers() -> dict[str, OptimizerSpec]:
+    return {
+        "adam": OptimizerSpec(name="adam", lr=1.2e-3),
+        "sgd": OptimizerSpec(name="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4),
+    }
+
+
+class TrainSpec(_Model):
+    """How every network in the suite is trained (source search and target retraining alike).
+
+    ``milestones`` are epochs at which a ``step`` schedule multiplies the LR by ``gamma``;
+    ``warmup_steps`` ramps the LR linearly from 0 over that many iterations.
+    """
+
+    optimizer: str = "adam"
+    batch_size: int = Field(60, ge=1)
+    epochs: int = Field(10, ge=1)
+    warmup_steps: int = Field(0, ge=0)
+    schedule: Literal["constant", "step", "cosine"] = "constant"
+    milestones: tuple[int, ...] = ()
+    gamma: float = Field(0.1, gt=0.0, le=1.0)
+    eval_batch_size: int = Field(1000, ge=1)
+    eval_every: int = Field(1, ge=1)
+
+
+_REWIND_RE = re.compile(r"^(\d+)(it|ep)$")
+
+
+class SearchSpec(_Model):
+    """Iterative magnitude pruning (Frankle & Carbin 2019; rewinding as in Frankle et al. 2020).
+
+    Each level prunes ``rate`` of the remaining non-head weights (``head_rate`` for the head; 0 keeps
+    the head dense), ``layerwise`` or ``global``; survivors are rewound to the weights at ``rewind``
+    (0 = reset to init, an integer or ``"500it"`` = iterations, ``"1ep"`` = epochs).
+    """
+
+    method: Literal["imp"] = "imp"
+    sources: tuple[str, ...] = Field(min_length=1)
+    scope: Literal["layerwise", "global"] = "layerwise"
+    rate: Fraction01 = 0.2
+    head_rate: float = Field(0.1, ge=0.0, lt=1.0)
+    levels: int = Field(5, ge=1, le=100)
+    rewind: int | str = 0
+
+    @field_validator("rewind")
+    @classmethod
+    def _rewind_form(cls, v: int | str) -> int | str:
+        if isinstance(v, int):
+            if v < 0:
+                raise ValueError("rewind must be >= 0 iterations")
+            return v
+        if not _REWIND_RE.match(v):
+            raise ValueError(f"rewind {v!r} must be an integer, '<n>it' or '<n>ep'")
+        return v
+
+    def rewind_iterations(self, steps_per_epoch: int) -> int:
+        """The rewind point in iterations for a dataset with ``steps_per_epoch`` batches per epoch."""
+        if isinstance(self.rewind, int):
+            return self.rewind
+        n, unit = _REWIND_RE.match(self.rewind).groups()  # type: ignore[union-attr]
+        return int(n) * (steps_per_epoch if unit == "ep" else 1)
+
+
+CONTROLS = ("random_reinit", "dense")
+
+
+class TransferSpec(_Model):
+    """Which tickets are retrained where, with which optimizers, next to which controls.
+
+    ``head``: ``auto`` re-initializes the head only when the class count differs, ``reinit`` always
+    does, ``keep`` requires equal class counts.
+    """
+
+    sources: tuple[str, ...] | None = None
+    targets: tuple[str, ...] = Field(min_length=1)
+    optimizers: tuple[str, ...] | None = None
+    controls: tuple[Literal["random_reinit", "dense"], ...] = ("random_reinit", "dense")
+    head: Literal["auto", "reinit", "keep"] = "auto"
+    levels: tuple[int, ...] | None = None
+
+
+class AnalysisSpec(_Model):
+    """How the report compares tickets with the baseline control."""
+
+    metric: Literal["test_accuracy", "best_test_accuracy"] = "test_accuracy"
+    baseline: Literal["random_reinit", "dense"] = "random_reinit"
+    test: Literal["welch"] = "welch"
+    correction: Literal["holm", "none"] = "holm"
+    alpha: float = Field(0.05, gt=0.0, lt=1.0)
+
+
+class Suite(_Model):
+    """A whole benchmark suite. See ``suites/quickstart.yaml`` for a commented example."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    description: str = ""
+    seeds: tuple[Annotated[int, Field(ge=0, lt=2**31)], ...] = Field(min_length=1)
+    data_seed: int = Field(0, ge=0)
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    model: ModelSpec
+    input: InputSpec = InputSpec()
+    datasets: dict[str, DatasetSpec] = Field(min_length=1)
+    optimizers: dict[str, OptimizerSpec] = Field(default_factory=_default_optimizers)
+    train: TrainSpec = TrainSpec()
+    search: SearchSpec
+    transfer: TransferSpec
+    analysis: AnalysisSpec = AnalysisSpec()
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique_seeds(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if len(set(v)) != len(v):
+            raise ValueError("seeds must be distinct")
+        return v
+
+    @model_validator(mode="after")
+    def _references(self) -> Suite:
+        def check(path: str, names: tuple[str, ...] | list[str], pool: dict, what: str) -> None:
+            for i, n in enumerate(names):
+                if n not in pool:
+                    hint = difflib.get_close_matches(n, list(pool), n=1)
+                    extra = f"; did you mean {hint[0]!r}?" if hint else ""
+                    raise ValueError(
+                        f"{path}[{i}]: {n!r} is not a {what} defined in this suite "
+                        f"(known: {', '.join(sorted(pool))}){extra}"
+                    )
+
+        check("search.sources", self.search.sources, self.datasets, "dataset")
+        check("transfer.sources", self.transfer_sources, {s: 1 for s in self.search.sources}, "search source")
+        check("transfer.targets", self.transfer.targets, self.datasets, "dataset")
+        check("train.optimizer", [self.train.optimizer], self.optimizers, "optimizer")
+        check("transfer.optimizers", self.transfer_optimizers, self.optimizers, "optimizer")
+        if self.transfer.levels is not None:
+            bad = [lv for lv in self.transfer.levels if not 0 <= lv <= self.search.levels]
+            if bad:
+                raise ValueError(f"transfer.levels: {bad} outside 0..search.levels ({self.search.levels})")
+        return self
+
+    @property
+    def transfer_sources(self) -> tuple[str, ...]:
+        return self.transfer.sources or self.search.sources
+
+    @property
+    def transfer_optimizers(self) -> tuple[str, ...]:
+        return self.transfer.optimizers or (self.train.optimizer,)
+
+    @property
+    def transfer_levels(self) -> tuple[int, ...]:
+        return self.transfer.levels or tuple(range(self.search.levels + 1))
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """Field names valid at the parent of ``loc`` (for did-you-mean hints)."""
+    model: Any = Suite
+    for part in loc[:-1]:
+        field = getattr(model, "model_fields", {}).get(part) if isinstance(part, str) else None
+        if field is None:
+            ann = None
+        else:
+            ann = field.annotation
+        # dict[str, Spec] levels: the key is a user name, skip into the value type
+        if ann is not None and getattr(ann, "__origin__", None) is dict:
+            ann = ann.__args__[1]
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+        elif field is None and isinstance(model, type) and issubclass(model, BaseModel):
+            continue
+        else:
+            return []
+    return list(getattr(model, "model_fields", {}))
+
+
+def format_validation_error(err: ValidationError, where: str) -> str:
+    """One line: ``<file>: <key path>: <problem>`` for the first error, plus a count of the rest."""
+    first = err.errors()[0]
+    loc = tuple(first["loc"])
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        hint = difflib.get_close_matches(str(loc[-1]), _allowed_keys(loc), n=1)
+        msg = f"unknown key {loc[-1]!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")
+        allowed = _allowed_keys(loc)
+        if allowed and not hint:
+            msg += f" (allowed: {', '.join(allowed)})"
+    elif first["type"] == "missing":
+        msg = "required key is missing"
+    elif "input" in first and first["type"] not in ("value_error",):
+        msg = f"{msg} (got {first['input']!r})"
+    msg = msg.removeprefix("Value error, ")
+    more = len(err.errors()) - 1
+    tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return f"{where}: {_format_loc(loc)}: {msg}{tail}"
+
+
+def parse_suite(data: Any, where: str = "suite") -> Suite:
+    """Validate an already-parsed YAML document into a ``Suite`` or raise a one-line ``ConfigError``."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: the document must be a mapping of keys (name, seeds, model, ...)")
+    try:
+        return Suite.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, where)) from None
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Read and validate a suite YAML file."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read suite file ({e.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{p}:{line}: invalid YAML ({getattr(e, 'problem', e)})") from None
+    return parse_suite(data, str(p))

@@ -1,0 +1,1 @@
+"""Planning, storing and executing runs."""

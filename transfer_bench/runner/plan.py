@@ -1,0 +1,135 @@
+"""Expand a suite into runs with content-hashed folders.
+
+A run's id hashes only what it computes (sorted canonical JSON of its config with defaults dropped,
+sha256), never the seed (a subfolder) or the number of IMP levels, so a search can be extended with
+more levels and unrelated suite edits leave finished runs valid (OpenLTH's lesson, with sha256 and a
+machine-readable ``config.json`` written next to the results).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from transfer_bench.config import Suite
+
+SCHEMA_VERSION = 1
+
+
+def canonical_hash(obj: Any, length: int = 10) -> str:
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+@dataclass(frozen=True)
+class Run:
+    """One unit of work: a source search or a transfer (ticket x target x optimizer x control)."""
+
+    kind: Literal["search", "transfer"]
+    run_id: str
+    seed: int
+    config: dict[str, Any]
+    levels: tuple[int, ...]
+    depends_on: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.run_id}/seed_{self.seed}"
+
+    def folder(self, suite_dir: Path) -> Path:
+        return suite_dir / self.run_id / f"seed_{self.seed}"
+
+    def label(self) -> str:
+        c = self.config
+        if self.kind == "search":
+            return f"search {c['dataset']['name']}"
+        src = c.get("source") or "-"
+        return f"{c['control']} {src}->{c['target']['name']} ({c['optimizer']['key']})"
+
+
+def _dump(model: Any) -> dict[str, Any]:
+    return model.model_dump(mode="json", exclude_defaults=True)
+
+
+def _common(suite: Suite) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA_VERSION,
+        "model": _dump(suite.model),
+        "input": _dump(suite.input),
+        "data_seed": suite.data_seed,
+    }
+
+
+def _optimizer(suite: Suite, key: str) -> dict[str, Any]:
+    return {"key": key, **suite.optimizers[key].model_dump(mode="json")}
+
+
+def _train(suite: Suite) -> dict[str, Any]:
+    t = _dump(suite.train)
+    t.pop("optimizer", None)
+    return t
+
+
+def search_config(suite: Suite, source: str) -> dict[str, Any]:
+    search = _dump(suite.search)
+    for k in ("levels", "sources"):
+        search.pop(k, None)
+    search["method"] = suite.search.method
+    return {
+        "kind": "search",
+        **_common(suite),
+        "dataset": {"name": source, **_dump(suite.datasets[source])},
+        "train": _train(suite),
+        "optimizer": _optimizer(suite, suite.train.optimizer),
+        "search": search,
+    }
+
+
+def plan(suite: Suite) -> list[Run]:
+    """All runs of ``suite`` in dependency order (searches first)."""
+    runs: list[Run] = []
+    search_ids: dict[str, str] = {}
+    all_levels = tuple(range(suite.search.levels + 1))
+    for source in suite.search.sources:
+        cfg = search_config(suite, source)
+        rid = f"search-{canonical_hash(cfg)}"
+        search_ids[source] = rid
+        runs += [Run("search", rid, s, cfg, all_levels) for s in suite.seeds]
+    levels = suite.transfer_levels
+    for target in suite.transfer.targets:
+        tgt = {"name": target, **_dump(suite.datasets[target])}
+        for opt in suite.transfer_optimizers:
+            base = {
+                "kind": "transfer",
+                **_common(suite),
+                "target": tgt,
+                "train": _train(suite),
+                "optimizer": _optimizer(suite, opt),
+            }
+            for control in ("ticket", *suite.transfer.controls):
+                if control == "dense":
+                    cfg = {**base, "control": "dense"}
+                    rid = f"transfer-{canonical_hash(cfg)}"
+                    runs += [Run("transfer", rid, s, cfg, (0,)) for s in suite.seeds]
+                    continue
+                for source in suite.transfer_sources:
+                    cfg = {
+                        **base,
+                        "control": control,
+                        "source": source,
+                        "source_run": search_ids[source],
+                        "head": suite.transfer.head,
+                    }
+                    rid = f"transfer-{canonical_hash(cfg)}"
+                    runs += [
+                        Run("transfer", rid, s, cfg, levels, (f"{search_ids[source]}/seed_{s}",))
+                        for s in suite.seeds
+                    ]
+    return runs
+
+
+def suite_hash(suite: Suite) -> str:
+    return canonical_hash(suite.model_dump(mode="json", exclude_defaults=True), 16)

@@ -1,0 +1,161 @@
+"""The results store: the one place that reads and writes run files.
+
+Layout: ``<root>/<suite>/<run_id>/seed_<s>/`` holding ``config.json``, ``level_<L>/`` folders
+(``result.json``, ``ticket.ticket``, ``trained.safetensors``, ``checkpoint.pt`` while running) and
+``DONE.json`` (artifacts with sha256) once the run has finished every level it was asked for. Every
+write goes to a temporary file in the same folder and is renamed into place, so an interrupted run
+never leaves a half-written file behind; checkpoints let it resume mid-level.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from filelock import FileLock
+from safetensors.torch import load_file, save_file
+
+from transfer_bench.errors import TransferBenchError
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Atomically save a flat tensor dict as safetensors."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(path))
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Mid-training checkpoint (model, optimizer, step, history); loaded with ``weights_only``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path) -> dict[str, Any] | None:
+    """The checkpoint at ``path``, or None if missing or unreadable (then the level restarts)."""
+    if not path.exists():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # a corrupt checkpoint only costs the partial level
+        return None
+
+
+class RunDir:
+    """One run's folder (``<suite dir>/<run_id>/seed_<s>``) with typed accessors."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def level(self, level: int) -> Path:
+        return self.path / f"level_{level}"
+
+    def ticket_path(self, level: int) -> Path:
+        return self.level(level) / "ticket.ticket"
+
+    def result_path(self, level: int) -> Path:
+        return self.level(level) / "result.json"
+
+    def trained_path(self, level: int) -> Path:
+        return self.level(level) / "trained.safetensors"
+
+    def checkpoint_path(self, level: int) -> Path:
+        return self.level(level) / "checkpoint.pt"
+
+    def has_result(self, level: int) -> bool:
+        return self.result_path(level).exists()
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        atomic_write_json(self.path / "config.json", config)
+
+    def write_result(self, level: int, record: dict[str, Any]) -> None:
+        atomic_write_json(self.result_path(level), record)
+        self.checkpoint_path(level).unlink(missing_ok=True)
+
+    @property
+    def done_path(self) -> Path:
+        return self.path / "DONE.json"
+
+    def done_levels(self) -> set[int]:
+        if not self.done_path.exists():
+            return set()
+        try:
+            return set(read_json(self.done_path)["levels"])
+        except (ValueError, KeyError, OSError):
+            return set()
+
+    def mark_done(self, levels: list[int]) -> None:
+        artifacts = {
+            str(p.relative_to(self.path)): sha256_file(p)
+            for p in sorted(self.path.rglob("*"))
+            if p.is_file() and p.name not in {"DONE.json", ".lock"} and not p.name.endswith(".tmp")
+        }
+        atomic_write_json(self.done_path, {"levels": sorted(levels), "artifacts": artifacts})
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold this run's file lock (another process working on it makes us wait)."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise TransferBenchError(
+                f"{self.path}: cannot create the results folder ({e.strerror}); "
+                "choose a writable --results directory"
+            ) from None
+        with FileLock(str(self.path / ".lock")):
+            yield

@@ -1,0 +1,101 @@
+"""Retrain tickets on a target dataset, next to controls (Morcos et al. 2019, "One ticket to win them all").
+
+A ticket (mask + rewound weights) from a source search is applied to a model built for the target.
+When the class count differs (or ``head: reinit``), the head is re-initialized from a seeded
+generator and pruned to the ticket's head density (Morcos: the output layer "is simply replaced and
+randomly initialized"). Controls:
+
+- ``random_reinit``: the same masks with fresh weights from a seeded init (Frankle & Carbin's control);
+- ``dense``: the unpruned network from the search's init seed, trained on the target.
+
+Target training always runs the full target schedule from iteration 0 with the target optimizer,
+which may differ from the source's.
+"""
+
+from __future__ import annotations
+
+from transfer_bench.models import build_model
+from transfer_bench.pruning import apply_masks_, density
+from transfer_bench.runner.context import Context, Progress
+from transfer_bench.runner.plan import Run
+from transfer_bench.runner.store import RunDir, load_checkpoint, save_checkpoint
+from transfer_bench.search.imp import outcome_record
+from transfer_bench.seeding import derive_seed, generator
+from transfer_bench.tickets import load_ticket
+from transfer_bench.training import train
+
+
+def run_transfer(ctx: Context, run: Run, rd: RunDir, progress: Progress) -> list[int]:
+    """Train every requested level of one transfer run; returns the levels that are complete."""
+    suite = ctx.suite
+    cfg = run.config
+    target = cfg["target"]["name"]
+    control = cfg["control"]
+    source = cfg.get("source")
+    ds = ctx.dataset(target)
+    data = ctx.train_data(target)
+    opt_key = cfg["optimizer"]["key"]
+    rd.write_config({**cfg, "seed": run.seed, "levels": list(run.levels)})
+    source_dir = ctx.suite_dir / cfg["source_run"] / f"seed_{run.seed}" if source else None
+
+    def build(seed: int):
+        return build_model(
+            suite.model.name,
+            num_classes=ds.num_classes,
+            in_channels=suite.input.channels,
+            image_size=suite.input.size,
+            seed=seed,
+            options=dict(suite.model.options),
+        ).to(ctx.device)
+
+    done: list[int] = []
+    for level in run.levels:
+        if rd.has_result(level):
+            done.append(level)
+            continue
+        if control == "dense":
+            model, masks = build(derive_seed(run.seed, "init")), None
+        else:
+            ticket = load_ticket(RunDir(source_dir).ticket_path(level))
+            model = build(derive_seed(run.seed, "init"))
+            masks = ticket.apply(
+                model, head=cfg["head"], generator=generator(run.seed, "head", source, target, level)
+            )
+            if control == "random_reinit":
+                model = build(derive_seed(run.seed, "reinit", level))
+                apply_masks_(model, masks)
+        dens = density(masks) if masks else 1.0
+
+        def on_progress(epoch: int, acc: float | None, level: int = level, dens: float = dens) -> None:
+            progress(f"level {level} ({100 * dens:.1f}% left) epoch {epoch} acc {100 * (acc or 0):.1f}%")
+
+        ckpt = rd.checkpoint_path(level)
+        outcome = train(
+            model,
+            data,
+            suite.train,
+            suite.optimizers[opt_key],
+            masks,
+            order_seed=derive_seed(run.seed, "order", "transfer", target),
+            resume=load_checkpoint(ckpt),
+            on_epoch=lambda state, ckpt=ckpt: save_checkpoint(ckpt, state),
+            on_progress=on_progress,
+        )
+        rd.write_result(
+            level,
+            outcome_record(
+                ctx,
+                run,
+                level,
+                dens,
+                outcome,
+                kind="transfer",
+                source=source,
+                target=target,
+                optimizer=opt_key,
+                source_optimizer=suite.train.optimizer if source else None,
+                control=control,
+            ),
+        )
+        done.append(level)
+    return done
