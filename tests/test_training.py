@@ -41,7 +41,9 @@ def masks_for(model, seed=1, dens=0.3):
 
 
 OPTS = {
-    "sgd_momentum_wd": OptimizerSpec(name="sgd", lr=0.1, momentum=0.9, weight_decay=5e-3, nesterov=True),
+    "sgd_momentum_wd": OptimizerSpec(
+        name="sgd", lr=0.1, momentum=0.9, weight_decay=5e-3, nesterov=True
+    ),
     "adam_wd": OptimizerSpec(name="adam", lr=1e-2, weight_decay=1e-3),
 }
 
@@ -66,7 +68,10 @@ def test_deterministic_given_seeds():
     ra = train(a, data(), spec, OPTS["adam_wd"], masks_for(a), order_seed=5)
     rb = train(b, data(), spec, OPTS["adam_wd"], masks_for(b), order_seed=5)
     assert ra.history == rb.history
-    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(x, y)
+        for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    )
 
 
 def test_resume_from_checkpoint_equals_uninterrupted():
@@ -89,24 +94,55 @@ def test_resume_from_checkpoint_equals_uninterrupted():
 
     m1 = Tiny()
     with pytest.raises(Stop):
-        train(m1, data(), spec, OPTS["sgd_momentum_wd"], masks_for(m1), order_seed=2, on_epoch=on_epoch)
+        train(
+            m1,
+            data(),
+            spec,
+            OPTS["sgd_momentum_wd"],
+            masks_for(m1),
+            order_seed=2,
+            on_epoch=on_epoch,
+        )
     m2 = Tiny(seed=99)  # weights come from the checkpoint
-    r2 = train(m2, data(), spec, OPTS["sgd_momentum_wd"], masks_for(m2), order_seed=2, resume=ckpts[-1])
+    r2 = train(
+        m2, data(), spec, OPTS["sgd_momentum_wd"], masks_for(m2), order_seed=2, resume=ckpts[-1]
+    )
     assert r2.history == r_ref.history
-    assert all(torch.equal(x, y) for x, y in zip(ref.state_dict().values(), m2.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(x, y)
+        for x, y in zip(ref.state_dict().values(), m2.state_dict().values(), strict=True)
+    )
 
 
 def test_snapshot_at_rewind_point():
     spec = TrainSpec(batch_size=20, epochs=2)
     snaps = []
     m = Tiny()
-    train(m, data(), spec, OPTS["adam_wd"], None, order_seed=0, snapshot_at=7, on_snapshot=snaps.append)
+    train(
+        m,
+        data(),
+        spec,
+        OPTS["adam_wd"],
+        None,
+        order_seed=0,
+        snapshot_at=7,
+        on_snapshot=snaps.append,
+    )
     assert len(snaps) == 1
     # rerunning only 7 steps reproduces the snapshot
     m2 = Tiny()
     spec7 = TrainSpec(batch_size=20, epochs=1)
     snaps2 = []
-    train(m2, data(), spec7, OPTS["adam_wd"], None, order_seed=0, snapshot_at=7, on_snapshot=snaps2.append)
+    train(
+        m2,
+        data(),
+        spec7,
+        OPTS["adam_wd"],
+        None,
+        order_seed=0,
+        snapshot_at=7,
+        on_snapshot=snaps2.append,
+    )
     assert all(torch.equal(snaps[0][k], snaps2[0][k]) for k in snaps[0])
 
 

@@ -73,7 +73,9 @@ def plan(
     for i, r in enumerate(runs):
         status = "done" if is_complete(r, ctx.suite_dir) else "todo"
         levels = f"{min(r.levels)}..{max(r.levels)}" if len(r.levels) > 1 else str(r.levels[0])
-        table.add_row(str(i + 1), r.kind, r.label(), str(r.seed), levels, str(r.folder(ctx.suite_dir)), status)
+        table.add_row(
+            str(i + 1), r.kind, r.label(), str(r.seed), levels, str(r.folder(ctx.suite_dir)), status
+        )
     console.print(table)
 
 
@@ -81,7 +83,9 @@ def plan(
 def run(
     suite_path: SuiteArg,
     results: ResultsOpt = Path("results"),
-    device: Annotated[str | None, typer.Option(help="cpu, cuda, mps or auto (default: the suite's).")] = None,
+    device: Annotated[
+        str | None, typer.Option(help="cpu, cuda, mps or auto (default: the suite's).")
+    ] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Dataset cache folder.")] = None,
     report: Annotated[bool, typer.Option(help="Write report.md at the end.")] = True,
 ) -> None:
@@ -111,7 +115,9 @@ def run(
             progress.update(task, status=s)
 
         try:
-            summary = execute(ctx, runs, on_start=on_start, on_status=on_status, on_finish=on_finish)
+            summary = execute(
+                ctx, runs, on_start=on_start, on_status=on_status, on_finish=on_finish
+            )
         except KeyboardInterrupt:
             progress.stop()
             err_console.print(
@@ -157,7 +163,9 @@ def ticket_inspect(path: Path) -> None:
     from transfer_bench.tickets import describe, load_ticket
 
     t = load_ticket(path)
-    table = Table(title=f"{path.name}: density {100 * t.density:.2f}% (level {t.meta.get('level')})")
+    table = Table(
+        title=f"{path.name}: density {100 * t.density:.2f}% (level {t.meta.get('level')})"
+    )
     for col in ("layer", "shape", "kept", "total", "density", "head"):
         table.add_column(col)
     for row in describe(t):
@@ -170,7 +178,11 @@ def ticket_inspect(path: Path) -> None:
             "yes" if row["is_head"] else "",
         )
     console.print(table)
-    meta = {k: v for k, v in t.meta.items() if k not in {"param_shapes", "layer_density", "mask_lengths"}}
+    meta = {
+        k: v
+        for k, v in t.meta.items()
+        if k not in {"param_shapes", "layer_density", "mask_lengths"}
+    }
     console.print_json(json.dumps(meta, default=str))
 
 
@@ -189,7 +201,9 @@ def ticket_verify(path: Path) -> None:
 
 @ticket_app.command("export")
 def ticket_export(
-    run_dir: Annotated[Path, typer.Argument(help="A search run folder (.../search-<hash>/seed_<s>).")],
+    run_dir: Annotated[
+        Path, typer.Argument(help="A search run folder (.../search-<hash>/seed_<s>).")
+    ],
     level: int,
     out: Path,
 ) -> None:

@@ -210,14 +210,21 @@ class Suite(_Model):
                     )
 
         check("search.sources", self.search.sources, self.datasets, "dataset")
-        check("transfer.sources", self.transfer_sources, {s: 1 for s in self.search.sources}, "search source")
+        check(
+            "transfer.sources",
+            self.transfer_sources,
+            {s: 1 for s in self.search.sources},
+            "search source",
+        )
         check("transfer.targets", self.transfer.targets, self.datasets, "dataset")
         check("train.optimizer", [self.train.optimizer], self.optimizers, "optimizer")
         check("transfer.optimizers", self.transfer_optimizers, self.optimizers, "optimizer")
         if self.transfer.levels is not None:
             bad = [lv for lv in self.transfer.levels if not 0 <= lv <= self.search.levels]
             if bad:
-                raise ValueError(f"transfer.levels: {bad} outside 0..search.levels ({self.search.levels})")
+                raise ValueError(
+                    f"transfer.levels: {bad} outside 0..search.levels ({self.search.levels})"
+                )
         return self
 
     @property
@@ -285,7 +292,9 @@ def format_validation_error(err: ValidationError, where: str) -> str:
 def parse_suite(data: Any, where: str = "suite") -> Suite:
     """Validate an already-parsed YAML document into a ``Suite`` or raise a one-line ``ConfigError``."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: the document must be a mapping of keys (name, seeds, model, ...)")
+        raise ConfigError(
+            f"{where}: the document must be a mapping of keys (name, seeds, model, ...)"
+        )
     try:
         return Suite.model_validate(data)
     except ValidationError as e:

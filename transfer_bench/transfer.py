@@ -59,15 +59,21 @@ def run_transfer(ctx: Context, run: Run, rd: RunDir, progress: Progress) -> list
             ticket = load_ticket(RunDir(source_dir).ticket_path(level))
             model = build(derive_seed(run.seed, "init"))
             masks = ticket.apply(
-                model, head=cfg["head"], generator=generator(run.seed, "head", source, target, level)
+                model,
+                head=cfg["head"],
+                generator=generator(run.seed, "head", source, target, level),
             )
             if control == "random_reinit":
                 model = build(derive_seed(run.seed, "reinit", level))
                 apply_masks_(model, masks)
         dens = density(masks) if masks else 1.0
 
-        def on_progress(epoch: int, acc: float | None, level: int = level, dens: float = dens) -> None:
-            progress(f"level {level} ({100 * dens:.1f}% left) epoch {epoch} acc {100 * (acc or 0):.1f}%")
+        def on_progress(
+            epoch: int, acc: float | None, level: int = level, dens: float = dens
+        ) -> None:
+            progress(
+                f"level {level} ({100 * dens:.1f}% left) epoch {epoch} acc {100 * (acc or 0):.1f}%"
+            )
 
         ckpt = rd.checkpoint_path(level)
         outcome = train(

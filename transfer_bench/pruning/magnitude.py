@@ -22,7 +22,9 @@ def target_counts(sizes: dict[str, int], rate: float, level: int) -> dict[str, i
 
 def _keep_top(scores: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Tensor:
     """Keep the ``k`` highest-scoring currently kept entries; ties broken by lower flat index."""
-    flat = torch.where(mask.flatten(), scores.flatten().double(), torch.tensor(-1.0, dtype=torch.float64))
+    flat = torch.where(
+        mask.flatten(), scores.flatten().double(), torch.tensor(-1.0, dtype=torch.float64)
+    )
     order = torch.sort(flat, descending=True, stable=True).indices
     keep = torch.zeros(flat.numel(), dtype=torch.bool)
     keep[order[:k]] = True

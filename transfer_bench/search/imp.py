@@ -31,7 +31,9 @@ from transfer_bench.tickets import load_ticket, save_ticket, ticket_from_state
 from transfer_bench.training import train
 
 
-def outcome_record(ctx: Context, run: Run, level: int, dens: float, outcome: Any, **fields: Any) -> dict:
+def outcome_record(
+    ctx: Context, run: Run, level: int, dens: float, outcome: Any, **fields: Any
+) -> dict:
     """The flat ``result.json`` record shared by search and transfer runs."""
     return {
         "suite": ctx.suite.name,
@@ -90,7 +92,11 @@ def run_imp(ctx: Context, run: Run, rd: RunDir, progress: Progress) -> list[int]
             "input": run.config["input"],
             "data": ds.info,
         },
-        "search": {**run.config["search"], "train": run.config["train"], "optimizer": run.config["optimizer"]},
+        "search": {
+            **run.config["search"],
+            "train": run.config["train"],
+            "optimizer": run.config["optimizer"],
+        },
         "rewind": k,
         "seed": run.seed,
         "suite": {"name": suite.name, "hash": ctx.suite_hash},
@@ -142,8 +148,12 @@ def run_imp(ctx: Context, run: Run, rd: RunDir, progress: Progress) -> list[int]
             if not rd.ticket_path(0).exists():
                 write_ticket(0, state, masks)
 
-        def on_progress(epoch: int, acc: float | None, level: int = level) -> None:
-            progress(f"level {level}/{last} ({100 * dens:.1f}% left) epoch {epoch} acc {100 * (acc or 0):.1f}%")
+        def on_progress(
+            epoch: int, acc: float | None, level: int = level, dens: float = dens
+        ) -> None:
+            progress(
+                f"level {level}/{last} ({100 * dens:.1f}% left) epoch {epoch} acc {100 * (acc or 0):.1f}%"
+            )
 
         ckpt = rd.checkpoint_path(level)
         outcome = train(

@@ -61,7 +61,9 @@ class MaskEnforcer:
         params = dict(model.named_parameters())
         names = sorted(masks) if masks else []
         self.params = [params[n] for n in names]
-        self.masks = [masks[n].to(params[n].device, params[n].dtype) for n in names] if masks else []
+        self.masks = (
+            [masks[n].to(params[n].device, params[n].dtype) for n in names] if masks else []
+        )
 
     @torch.no_grad()
     def mask_grads(self) -> None:
@@ -84,7 +86,9 @@ def _uses_conv(model: nn.Module) -> bool:
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> tuple[float, float]:
+def evaluate(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000
+) -> tuple[float, float]:
     """(mean cross-entropy loss, accuracy) of ``model`` on ``x``, ``y``."""
     was_training = model.training
     model.eval()
@@ -212,7 +216,11 @@ def train(
         early = min(history, key=lambda h: h["test_loss"])
         final = history[-1]
     else:
-        best = early = final = {"test_accuracy": float("nan"), "test_loss": float("nan"), "iteration": it}
+        best = early = final = {
+            "test_accuracy": float("nan"),
+            "test_loss": float("nan"),
+            "iteration": it,
+        }
     return TrainOutcome(
         test_accuracy=final["test_accuracy"],
         best_test_accuracy=best["test_accuracy"],

@@ -44,7 +44,9 @@ def _adam(params: Iterable[torch.nn.Parameter], s: OptimizerSpec) -> torch.optim
         return torch.optim.Adam(params, lr=s.lr, betas=s.betas, weight_decay=s.weight_decay)
 
 
-def build_optimizer(params: Iterable[torch.nn.Parameter], spec: OptimizerSpec) -> torch.optim.Optimizer:
+def build_optimizer(
+    params: Iterable[torch.nn.Parameter], spec: OptimizerSpec
+) -> torch.optim.Optimizer:
     """Build the optimizer named by ``spec.name``."""
     return OPTIMIZERS[spec.name](params, spec)
 

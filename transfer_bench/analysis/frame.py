@@ -1,0 +1,183 @@
+"""Load run results (``result.json`` files) into tidy pandas frames.
+
+The runner writes one flat JSON record per finished training somewhere below the suite's results
+directory (see CONTRACT "Run results on disk"). Analysis must survive a suite that is still running
+or was interrupted, so unreadable or partial files are skipped with a warning instead of failing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+RESULT_FILE = "result.json"
+
+# Fields that identify a run; repeated on every history row.
+ID_FIELDS: tuple[str, ...] = (
+    "kind",
+    "suite",
+    "run_id",
+    "source",
+    "target",
+    "optimizer",
+    "source_optimizer",
+    "control",
+    "level",
+    "density",
+    "seed",
+)
+
+# Fields a record must have to be usable at all (anything else may be missing and becomes NaN).
+REQUIRED_FIELDS: tuple[str, ...] = ("kind", "control", "target", "level", "density", "seed")
+
+# Column order of ``load_results`` (extra fields found in the files follow these).
+RESULT_COLUMNS: tuple[str, ...] = (
+    *ID_FIELDS,
+    "percent_remaining",
+    "test_accuracy",
+    "best_test_accuracy",
+    "final_train_loss",
+    "final_test_loss",
+    "early_stop_iteration",
+    "iterations",
+    "seconds",
+    "path",
+)
+
+
+def result_files(suite_dir: Path) -> list[Path]:
+    """All ``result.json`` files below ``suite_dir`` in a stable (sorted) order."""
+    suite_dir = Path(suite_dir)
+    if not suite_dir.is_dir():
+        return []
+    return sorted(p for p in suite_dir.rglob(RESULT_FILE) if p.is_file())
+
+
+def _problem(record: Any) -> str | None:
+    """Why a parsed JSON value is not a usable result record, or None if it is."""
+    if not isinstance(record, dict):
+        return f"top level is a {type(record).__name__}, expected an object"
+    missing = [k for k in REQUIRED_FIELDS if record.get(k) is None]
+    if missing:
+        return f"missing field(s) {', '.join(missing)}"
+    try:
+        density = float(record["density"])
+        int(record["level"])
+        int(record["seed"])
+    except (TypeError, ValueError):
+        return "level/seed/density are not numbers"
+    if not (math.isfinite(density) and 0.0 < density <= 1.0):
+        return f"density {density} outside (0, 1]"
+    return None
+
+
+def iter_records(suite_dir: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Yield ``(path, record)`` for every readable result file; warn about and skip the others."""
+    for path in result_files(suite_dir):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            warnings.warn(f"{path}: skipped unreadable result file ({e})", stacklevel=2)
+            continue
+        problem = _problem(record)
+        if problem is not None:
+            warnings.warn(f"{path}: skipped partial result file ({problem})", stacklevel=2)
+            continue
+        yield path, record
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _ordered(df: pd.DataFrame, first: tuple[str, ...]) -> pd.DataFrame:
+    for col in first:
+        if col not in df.columns:
+            df[col] = None
+    rest = [c for c in df.columns if c not in first]
+    return df[[*first, *rest]]
+
+
+def _fix_types(df: pd.DataFrame) -> pd.DataFrame:
+    df["level"] = df["level"].astype("int64")
+    df["seed"] = df["seed"].astype("int64")
+    df["density"] = df["density"].astype("float64")
+    return df
+
+
+def load_results(suite_dir: Path) -> pd.DataFrame:
+    """One row per result file with the flat fields (``history`` dropped) and ``percent_remaining``.
+
+    ``path`` holds the file's location relative to ``suite_dir``. An empty frame with the standard
+    columns is returned when nothing readable exists.
+    """
+    suite_dir = Path(suite_dir)
+    rows = []
+    for path, record in iter_records(suite_dir):
+        row = {k: v for k, v in record.items() if k != "history"}
+        row["path"] = _relative(path, suite_dir)
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    df = _ordered(df, RESULT_COLUMNS)
+    if df.empty:
+        return df
+    df = _fix_types(df)
+    df["percent_remaining"] = 100.0 * df["density"]
+    return df.reset_index(drop=True)
+
+
+def load_histories(suite_dir: Path) -> pd.DataFrame:
+    """Long format: one row per history entry, carrying the run's identifying fields (``ID_FIELDS``)."""
+    suite_dir = Path(suite_dir)
+    rows = []
+    for path, record in iter_records(suite_dir):
+        history = record.get("history") or []
+        if not isinstance(history, list):
+            warnings.warn(f"{path}: ignored history (not a list)", stacklevel=2)
+            continue
+        ids = {k: record.get(k) for k in ID_FIELDS}
+        bad = 0
+        for entry in history:
+            if isinstance(entry, dict):
+                rows.append({**ids, **entry})
+            else:
+                bad += 1
+        if bad:
+            warnings.warn(f"{path}: ignored {bad} malformed history entr(y/ies)", stacklevel=2)
+    df = _ordered(pd.DataFrame(rows), (*ID_FIELDS, "iteration", "epoch"))
+    return df if df.empty else _fix_types(df).reset_index(drop=True)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``.
+
+    Readers (or a concurrent report run) never see a half-written file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    """``atomic_write_bytes`` for UTF-8 text."""
+    return atomic_write_bytes(path, text.encode("utf-8"))

@@ -1,0 +1,210 @@
+"""``load_dataset``: source -> labels 0..K-1 -> split -> subsample -> adapt -> stats, cached.
+
+The order is fixed so that results depend only on (source spec, input spec, split seed): the split
+and subsampling act on raw images (cheap), and only the kept images are resized.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from transfer_bench.config import DatasetSpec, InputSpec
+from transfer_bench.data import cache
+from transfer_bench.data.adapt import (
+    adapt_images,
+    channel_stats,
+    remap_labels,
+    sk_seed,
+    stratified_split,
+    stratified_subsample,
+    take,
+)
+from transfer_bench.data.sources import RawData, load_raw, source_files
+from transfer_bench.errors import DatasetError
+
+
+@dataclass(frozen=True)
+class ImageDataset:
+    """A dataset adapted to the suite's input: uint8 ``[N, C, H, W]`` images, int64 labels.
+
+    ``mean``/``std`` are per channel in [0, 1] units from the train split (0 and 1 when the input
+    spec says ``normalize: none``); ``info`` is JSON-able provenance.
+    """
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    info: dict
+
+
+def _fingerprint(spec: DatasetSpec) -> list[list[Any]]:
+    """Size and mtime of the local files a source reads, so edits to them invalidate the cache."""
+    out = []
+    for p in source_files(spec):
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        out.append([str(p), st.st_size, st.st_mtime_ns])
+    return out
+
+
+def dataset_key(spec: DatasetSpec, input: InputSpec, split_seed: int) -> str:
+    """The cache key of ``load_dataset(spec, input, split_seed=...)``."""
+    return cache.cache_key(
+        {
+            "source": spec.model_dump(mode="json"),
+            "input": input.model_dump(mode="json"),
+            "split_seed": int(split_seed),
+            "files": _fingerprint(spec),
+        }
+    )
+
+
+def _shape_of(images: np.ndarray | list[np.ndarray]) -> list[int] | str:
+    if isinstance(images, np.ndarray):
+        return list(images.shape[1:])
+    return "mixed"
+
+
+def _check_lengths(x: np.ndarray | list[np.ndarray], y: np.ndarray, split: str, where: str) -> None:
+    if len(x) != len(y):
+        raise DatasetError(f"{where}: {split} split has {len(x)} images but {len(y)} labels")
+    if len(y) == 0:
+        raise DatasetError(f"{where}: {split} split is empty")
+
+
+def _build(spec: DatasetSpec, input: InputSpec, split_seed: int, key: str) -> ImageDataset:
+    where = f"dataset {spec.source!r}"
+    prefix = spec.source.partition(":")[0]
+    if prefix != "synthetic" and spec.samples is not None:
+        raise DatasetError(
+            f"{where}: `samples` only applies to synthetic: sources; use max_train / max_test to "
+            "subsample real data"
+        )
+    raw: RawData = load_raw(spec)
+    _check_lengths(raw.x_train, raw.y_train, "train", where)
+    if raw.x_test is not None and raw.y_test is not None:
+        _check_lengths(raw.x_test, raw.y_test, "test", where)
+    y_all_train, y_given_test, classes = remap_labels(raw.y_train, raw.y_test)
+    k = len(classes)
+    if k < 2:
+        raise DatasetError(f"{where}: only one class ({classes[0]!r}) found; need at least 2")
+    if spec.num_classes is not None and prefix != "synthetic" and spec.num_classes != k:
+        raise DatasetError(
+            f"{where}: num_classes is {spec.num_classes} but the data has {k} classes; "
+            f"set num_classes: {k} or remove it"
+        )
+
+    if raw.x_test is None or y_given_test is None:
+        tr, te = stratified_split(y_all_train, spec.test_fraction, split_seed, where)
+        x_tr, y_tr = take(raw.x_train, tr), y_all_train[tr]
+        x_te, y_te = take(raw.x_train, te), y_all_train[te]
+        split = {"method": "stratified", "seed": int(split_seed), "fraction": spec.test_fraction}
+    else:
+        x_tr, y_tr, x_te, y_te = raw.x_train, y_all_train, raw.x_test, y_given_test
+        split = {"method": "given", "seed": int(split_seed), "fraction": None}
+    split.update(train_size=len(y_tr), test_size=len(y_te))
+
+    keep_tr = stratified_subsample(
+        y_tr, spec.max_train, sk_seed("max_train", split_seed), f"{where}: max_train"
+    )
+    keep_te = stratified_subsample(
+        y_te, spec.max_test, sk_seed("max_test", split_seed), f"{where}: max_test"
+    )
+    x_tr, y_tr = take(x_tr, keep_tr), y_tr[keep_tr]
+    x_te, y_te = take(x_te, keep_te), y_te[keep_te]
+
+    try:
+        xt_train = adapt_images(x_tr, input)
+        xt_test = adapt_images(x_te, input)
+    except DatasetError as e:
+        raise DatasetError(f"{where}: {e}") from None
+    if input.normalize == "none":
+        mean, std = (0.0,) * input.channels, (1.0,) * input.channels
+    else:
+        mean, std = channel_stats(xt_train)
+    info = {
+        "source": spec.source,
+        "origin": raw.origin,
+        "raw_image_shape": _shape_of(raw.x_train),
+        "num_classes": k,
+        "classes": classes,
+        "split": split,
+        "max_train": spec.max_train,
+        "max_test": spec.max_test,
+        "sizes": {"train": int(len(y_tr)), "test": int(len(y_te))},
+        "input": input.model_dump(mode="json"),
+        "cache_key": key,
+        "format_version": cache.FORMAT_VERSION,
+    }
+    return ImageDataset(
+        name=spec.source,
+        x_train=xt_train,
+        y_train=torch.from_numpy(np.ascontiguousarray(y_tr, dtype=np.int64)),
+        x_test=xt_test,
+        y_test=torch.from_numpy(np.ascontiguousarray(y_te, dtype=np.int64)),
+        num_classes=k,
+        mean=tuple(mean),
+        std=tuple(std),
+        info=info,
+    )
+
+
+def _from_cache(spec: DatasetSpec, path: Path, key: str) -> ImageDataset | None:
+    got = cache.load(path, key)
+    if got is None:
+        return None
+    tensors, meta = got
+    try:
+        return ImageDataset(
+            name=spec.source,
+            x_train=tensors["x_train"],
+            y_train=tensors["y_train"],
+            x_test=tensors["x_test"],
+            y_test=tensors["y_test"],
+            num_classes=int(meta["num_classes"]),
+            mean=tuple(float(v) for v in meta["mean"]),
+            std=tuple(float(v) for v in meta["std"]),
+            info=dict(meta["info"]),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def load_dataset(
+    spec: DatasetSpec, input: InputSpec, *, split_seed: int, cache_dir: Path | None
+) -> ImageDataset:
+    """Load ``spec`` adapted to ``input``; read/write ``cache_dir`` (None disables caching).
+
+    Sources without a test split are split stratified with ``random_state=split_seed``; then
+    ``max_train``/``max_test`` subsample stratified (seeded from ``split_seed``).
+    """
+    key = dataset_key(spec, input, split_seed)
+    path = cache.cache_path(Path(os.fspath(cache_dir)), key) if cache_dir is not None else None
+    if path is not None:
+        hit = _from_cache(spec, path, key)
+        if hit is not None:
+            return hit
+    ds = _build(spec, input, split_seed, key)
+    if path is not None:
+        tensors = {
+            "x_train": ds.x_train,
+            "y_train": ds.y_train,
+            "x_test": ds.x_test,
+            "y_test": ds.y_test,
+        }
+        meta = {"num_classes": ds.num_classes, "mean": ds.mean, "std": ds.std, "info": ds.info}
+        cache.save(path, key, tensors, meta)
+    return ds

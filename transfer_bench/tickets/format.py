@@ -1,0 +1,676 @@
+"""The portable ticket file: one safetensors file per ticket (suffix ``.ticket``), never pickle.
+
+A ticket is a pruning mask plus the rewound weights it applies to, so that it can be retrained on
+another dataset or optimizer, shared, and checked without running any code from the file.
+
+Layout (format ``transfer-bench-ticket``, ``format_version`` 1):
+
+- tensor ``mask/<param>``: ``np.packbits(mask.flatten())`` as uint8 (numpy's default big bit order),
+  for every prunable parameter; pad bits after the recorded length are zero;
+- tensor ``weight/<param>``: the rewound dense values of that parameter, pruned entries exactly 0;
+- tensor ``state/<name>``: every other entry of the rewound ``state_dict`` (biases, BN statistics,
+  ``num_batches_tracked``...), dtypes kept;
+- metadata ``format``, ``format_version``, ``meta`` (a JSON object, see ``REQUIRED_META``) and
+  ``payload_sha256``.
+
+``payload_sha256`` covers the tensors only (so it can live in the metadata): sha256 over the tensors
+sorted by name (Unicode code points), each fed as ``u64le(len(d)) + d`` with
+``d = json([name, safetensors dtype, shape])`` (compact separators), then ``u64le(len(b)) + b`` with
+``b`` the tensor's raw little-endian bytes as stored in the file.
+
+``load_ticket`` verifies everything (header size, format, version, digest, metadata, mask/weight
+agreement, pad bits, finiteness, zero pruned weights) and turns every problem into a one-line
+``TicketError`` naming the file, the reason and the fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load as _st_load
+from safetensors.torch import save as _st_save
+
+from transfer_bench.errors import TicketError
+
+FORMAT_NAME = "transfer-bench-ticket"
+FORMAT_VERSION = 1
+TICKET_SUFFIX = ".ticket"
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+
+MASK_PREFIX = "mask/"
+WEIGHT_PREFIX = "weight/"
+STATE_PREFIX = "state/"
+
+REQUIRED_META = (
+    "model",
+    "param_shapes",
+    "head_names",
+    "mask_lengths",
+    "level",
+    "density",
+    "layer_density",
+    "head_density",
+    "rewind",
+    "seed",
+    "source",
+    "search",
+    "suite",
+    "created_by",
+)
+_DICT_META = ("model", "param_shapes", "mask_lengths", "layer_density", "source", "search", "suite")
+_DENSITY_TOL = 1e-6
+
+_FIX_REEXPORT = "re-export the ticket with transfer-bench"
+
+
+@dataclass(frozen=True, eq=False)
+class Ticket:
+    """Masks, rewound weights and remaining state of one pruned network, plus provenance ``meta``.
+
+    ``masks`` and ``weights`` are keyed by the prunable parameter names (in model order); ``state``
+    holds every other ``state_dict`` entry. Pruned entries of ``weights`` are exactly zero.
+    """
+
+    masks: dict[str, torch.Tensor]
+    weights: dict[str, torch.Tensor]
+    state: dict[str, torch.Tensor]
+    meta: dict[str, Any]
+
+    @property
+    def prunable_names(self) -> tuple[str, ...]:
+        """Names of the masked parameters, in model order."""
+        return tuple(self.masks)
+
+    @property
+    def head_names(self) -> tuple[str, ...]:
+        """All parameter names of the classifier head (masked or not)."""
+        return tuple(self.meta.get("head_names", ()))
+
+    @property
+    def density(self) -> float:
+        """Kept / prunable weights over all masks (head included)."""
+        return _density(self.masks.values())
+
+    def layer_density(self) -> dict[str, float]:
+        """Density of each masked parameter."""
+        return {name: _density([m]) for name, m in self.masks.items()}
+
+    @property
+    def head_density(self) -> float:
+        """Density of the masked head parameters (1.0 when the head is not masked)."""
+        heads = set(self.head_names)
+        return _density([m for name, m in self.masks.items() if name in heads])
+
+    def apply(
+        self,
+        model: torch.nn.Module,
+        *,
+        head: str = "auto",
+        generator: torch.Generator | None = None,
+        reset_head: Callable[[torch.nn.Module, torch.Generator], None] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Load this ticket into ``model``; see ``transfer_bench.tickets.apply.apply_ticket``."""
+        from transfer_bench.tickets.apply import apply_ticket
+
+        return apply_ticket(self, model, head=head, generator=generator, reset_head=reset_head)
+
+
+def _density(masks: Iterable[torch.Tensor]) -> float:
+    kept = total = 0
+    for m in masks:
+        kept += int(torch.count_nonzero(m))
+        total += m.numel()
+    return kept / total if total else 1.0
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def _err(where: object, reason: str, fix: str) -> TicketError:
+    return TicketError(_one_line(f"{where}: {reason}; {fix}"))
+
+
+def _created_by() -> dict[str, str]:
+    try:
+        from importlib.metadata import version
+
+        tb = version("transfer-bench")
+    except Exception:  # not installed as a distribution (e.g. run from a checkout)
+        tb = "unknown"
+    return {"transfer_bench": tb, "torch": torch.__version__}
+
+
+def derived_meta(masks: Mapping[str, torch.Tensor], head_names: Iterable[str]) -> dict[str, Any]:
+    """The metadata fields that follow from the masks (recomputed and checked on load)."""
+    heads = list(head_names)
+    head_set = set(heads)
+    return {
+        "prunable_names": list(masks),
+        "param_shapes": {n: list(m.shape) for n, m in masks.items()},
+        "mask_lengths": {n: m.numel() for n, m in masks.items()},
+        "head_names": heads,
+        "density": _density(masks.values()),
+        "layer_density": {n: _density([m]) for n, m in masks.items()},
+        "head_density": _density([m for n, m in masks.items() if n in head_set]),
+    }
+
+
+def ticket_from_state(
+    state_dict: Mapping[str, torch.Tensor],
+    masks: Mapping[str, torch.Tensor],
+    prunable_names: Iterable[str],
+    head_names: Iterable[str],
+    meta: Mapping[str, Any],
+) -> Ticket:
+    """Build a ticket from a rewound ``state_dict`` and its masks.
+
+    ``meta`` supplies the provenance fields (model, level, rewind, seed, source, search, suite);
+    the mask-derived fields and ``created_by`` (if absent) are filled in here. Weights are copied to
+    CPU with pruned entries set to exactly 0; ``meta`` is normalized through JSON so that the
+    in-memory ticket equals the one read back from disk.
+    """
+    where = "ticket_from_state"
+    names = list(prunable_names)
+    heads = list(head_names)
+    if set(masks) != set(names):
+        extra = [n for n in masks if n not in names] + [n for n in names if n not in masks]
+        raise _err(
+            where,
+            f"masks and prunable_names differ at {extra[0]!r}",
+            "pass one mask per prunable parameter",
+        )
+    out_masks: dict[str, torch.Tensor] = {}
+    weights: dict[str, torch.Tensor] = {}
+    for name in names:
+        if name not in state_dict:
+            raise _err(
+                where,
+                f"prunable parameter {name!r} is not in the state_dict",
+                "pass the model's full state_dict",
+            )
+        w = state_dict[name].detach().cpu()
+        m = masks[name].detach().cpu()
+        if m.dtype != torch.bool:
+            raise _err(
+                where,
+                f"mask {name!r} has dtype {m.dtype}, expected torch.bool",
+                "pass bool masks (True = kept)",
+            )
+        if m.shape != w.shape:
+            raise _err(
+                where,
+                f"mask {name!r} has shape {list(m.shape)} but the weight has {list(w.shape)}",
+                "pass masks shaped like their parameters",
+            )
+        out_masks[name] = m.clone().contiguous()
+        weights[name] = torch.where(m, w, torch.zeros((), dtype=w.dtype)).contiguous()
+    for name in heads:
+        if name not in state_dict:
+            raise _err(
+                where,
+                f"head parameter {name!r} is not in the state_dict",
+                "pass the model's head_names",
+            )
+    state = {
+        k: v.detach().cpu().clone().contiguous()
+        for k, v in state_dict.items()
+        if k not in out_masks
+    }
+    full = dict(meta)
+    full.setdefault("created_by", _created_by())
+    full.update(derived_meta(out_masks, heads))
+    try:
+        full = json.loads(json.dumps(full, allow_nan=False))
+    except (TypeError, ValueError) as e:
+        raise _err(
+            where,
+            f"meta is not JSON-serializable ({e})",
+            "pass plain dicts, lists, numbers and strings",
+        ) from None
+    ticket = Ticket(masks=out_masks, weights=weights, state=state, meta=full)
+    check_ticket(ticket, where)
+    return ticket
+
+
+def check_ticket(ticket: Ticket, where: object) -> None:
+    """Raise ``TicketError`` unless the ticket is internally consistent (as load guarantees)."""
+    meta = ticket.meta
+    if not isinstance(meta, dict):
+        raise _err(where, "meta is not a JSON object", _FIX_REEXPORT)
+    missing = [k for k in REQUIRED_META if k not in meta]
+    if missing:
+        raise _err(
+            where,
+            f"metadata is missing field(s) {', '.join(missing)}",
+            "the file was edited or written by an incompatible tool; " + _FIX_REEXPORT,
+        )
+    for key in _DICT_META:
+        if not isinstance(meta[key], dict):
+            raise _err(where, f"metadata field {key!r} must be a JSON object", _FIX_REEXPORT)
+    for key in ("level", "seed"):
+        if not isinstance(meta[key], int) or isinstance(meta[key], bool):
+            raise _err(
+                where,
+                f"metadata field {key!r} must be an integer, got {meta[key]!r}",
+                _FIX_REEXPORT,
+            )
+    heads = meta["head_names"]
+    if not isinstance(heads, list) or not all(isinstance(h, str) for h in heads):
+        raise _err(where, "metadata field 'head_names' must be a list of names", _FIX_REEXPORT)
+
+    names = list(ticket.masks)
+    if set(ticket.weights) != set(names):
+        odd = [n for n in ticket.weights if n not in ticket.masks] + [
+            n for n in names if n not in ticket.weights
+        ]
+        raise _err(
+            where, f"parameter {odd[0]!r} has a mask but no weight or vice versa", _FIX_REEXPORT
+        )
+    if set(meta["param_shapes"]) != set(names):
+        odd = [n for n in meta["param_shapes"] if n not in ticket.masks] + [
+            n for n in names if n not in meta["param_shapes"]
+        ]
+        raise _err(where, f"param_shapes and masks disagree at {odd[0]!r}", _FIX_REEXPORT)
+    overlap = [k for k in ticket.state if k in ticket.masks]
+    if overlap:
+        raise _err(where, f"{overlap[0]!r} is stored both as a weight and as state", _FIX_REEXPORT)
+
+    for name in names:
+        m, w = ticket.masks[name], ticket.weights[name]
+        shape = meta["param_shapes"][name]
+        if m.dtype != torch.bool:
+            raise _err(where, f"mask {name!r} is not boolean", _FIX_REEXPORT)
+        if list(m.shape) != shape or list(w.shape) != shape:
+            raise _err(
+                where,
+                f"parameter {name!r}: mask shape {list(m.shape)} and weight shape "
+                f"{list(w.shape)} do not both match the recorded {shape}",
+                "the file is corrupted; " + _FIX_REEXPORT,
+            )
+        if meta["mask_lengths"].get(name) != m.numel():
+            raise _err(
+                where,
+                f"mask {name!r}: recorded length {meta['mask_lengths'].get(name)} "
+                f"!= {m.numel()} entries",
+                "the file is corrupted; " + _FIX_REEXPORT,
+            )
+        if not w.is_floating_point():
+            raise _err(where, f"weight {name!r} has non-float dtype {w.dtype}", _FIX_REEXPORT)
+        if not bool(torch.isfinite(w).all()):
+            raise _err(
+                where,
+                f"weight {name!r} contains NaN or infinite values",
+                "the source training diverged; re-run the search",
+            )
+        if int(torch.count_nonzero(torch.where(m, torch.zeros((), dtype=w.dtype), w))):
+            raise _err(
+                where,
+                f"weight {name!r} has non-zero values at pruned positions",
+                "the file is corrupted; " + _FIX_REEXPORT,
+            )
+
+    expected = derived_meta(ticket.masks, heads)
+    for key in ("density", "head_density"):
+        if not _close(meta[key], expected[key]):
+            raise _err(
+                where,
+                f"metadata {key} {meta[key]!r} disagrees with the masks ({expected[key]:.6g})",
+                "the metadata was edited; " + _FIX_REEXPORT,
+            )
+    for name, value in expected["layer_density"].items():
+        if not _close(meta["layer_density"].get(name), value):
+            raise _err(
+                where,
+                f"metadata layer_density[{name!r}] disagrees with the mask ({value:.6g})",
+                "the metadata was edited; " + _FIX_REEXPORT,
+            )
+
+
+def _close(a: object, b: float) -> bool:
+    return isinstance(a, (int, float)) and not isinstance(a, bool) and abs(a - b) <= _DENSITY_TOL
+
+
+# ---------------------------------------------------------------------------------------- writing
+
+
+def _payload_sha256(header: Mapping[str, Any], data: memoryview) -> str:
+    """Canonical digest of the tensors of a parsed safetensors file (see the module docstring)."""
+    h = hashlib.sha256()
+    for name in sorted(k for k in header if k != "__metadata__"):
+        entry = header[name]
+        begin, end = entry["data_offsets"]
+        desc = json.dumps([name, entry["dtype"], list(entry["shape"])], separators=(",", ":"))
+        desc_b = desc.encode()
+        h.update(len(desc_b).to_bytes(8, "little"))
+        h.update(desc_b)
+        h.update((end - begin).to_bytes(8, "little"))
+        h.update(data[begin:end])
+    return h.hexdigest()
+
+
+def _split_blob(blob: bytes) -> tuple[dict[str, Any], memoryview]:
+    n = int.from_bytes(blob[:8], "little")
+    return json.loads(blob[8 : 8 + n]), memoryview(blob)[8 + n :]
+
+
+def _tensors(ticket: Ticket) -> dict[str, torch.Tensor]:
+    out: dict[str, torch.Tensor] = {}
+    for name, m in ticket.masks.items():
+        bits = m.detach().cpu().numpy().reshape(-1)
+        out[MASK_PREFIX + name] = torch.from_numpy(np.packbits(bits))
+    for name, w in ticket.weights.items():
+        out[WEIGHT_PREFIX + name] = w.detach().cpu().clone().contiguous()
+    for name, v in ticket.state.items():
+        out[STATE_PREFIX + name] = v.detach().cpu().clone().contiguous()
+    return out
+
+
+def ticket_bytes(ticket: Ticket) -> bytes:
+    """Serialize a (checked) ticket to the bytes of a ``.ticket`` file."""
+    tensors = _tensors(ticket)
+    header, data = _split_blob(_st_save(tensors))
+    digest = _payload_sha256(header, data)
+    try:
+        meta_json = json.dumps(ticket.meta, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise _err(
+            "ticket", f"meta is not JSON-serializable ({e})", "pass plain JSON values in meta"
+        ) from None
+    metadata = {
+        "format": FORMAT_NAME,
+        "format_version": str(FORMAT_VERSION),
+        "meta": meta_json,
+        "payload_sha256": digest,
+    }
+    return _st_save(tensors, metadata=metadata)
+
+
+def save_ticket(ticket: Ticket, path: str | os.PathLike[str]) -> Path:
+    """Check and write ``ticket`` to ``path`` atomically (temp file in the same folder, replace)."""
+    path = Path(path)
+    check_ticket(ticket, path)
+    blob = ticket_bytes(ticket)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+# ---------------------------------------------------------------------------------------- reading
+
+
+def _read(path: Path) -> bytes:
+    fix = "check the path (tickets are .ticket files written by transfer-bench)"
+    try:
+        with path.open("rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise _err(
+                    path,
+                    f"file is only {len(head)} bytes, too short for a safetensors ticket",
+                    "it is truncated or not a ticket; " + fix,
+                )
+            if head.startswith(b"PK\x03\x04"):
+                raise _err(
+                    path,
+                    "is a zip archive (e.g. a torch.save file), not a safetensors ticket",
+                    "tickets are never pickles; export it with transfer-bench",
+                )
+            if head[0] == 0x80 and 2 <= head[1] <= 5:
+                raise _err(
+                    path,
+                    "is a Python pickle, not a safetensors ticket",
+                    "pickles are never loaded; export it with transfer-bench",
+                )
+            n = int.from_bytes(head, "little")
+            if n > MAX_HEADER_BYTES:
+                raise _err(
+                    path,
+                    f"declares a {n}-byte header (limit {MAX_HEADER_BYTES} bytes)",
+                    "it is corrupted or not a safetensors ticket; " + fix,
+                )
+            size = os.fstat(f.fileno()).st_size
+            if 8 + n > size:
+                raise _err(
+                    path,
+                    f"is truncated: its header needs {8 + n} bytes but the file has {size}",
+                    "copy the file again",
+                )
+            return head + f.read()
+    except FileNotFoundError:
+        raise _err(path, "no such ticket file", fix) from None
+    except IsADirectoryError:
+        raise _err(path, "is a directory, not a ticket file", fix) from None
+    except OSError as e:
+        raise _err(path, f"cannot be read ({e.strerror})", "check the file's permissions") from None
+
+
+def _parse(path: Path, raw: bytes) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    n = int.from_bytes(raw[:8], "little")
+    not_st = "it is not a safetensors ticket or is corrupted"
+    try:
+        header = json.loads(raw[8 : 8 + n].decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise _err(path, "header is not valid JSON", not_st) from None
+    if not isinstance(header, dict):
+        raise _err(path, "header is not a JSON object", not_st)
+    block = header.get("__metadata__")
+    if not isinstance(block, dict) or "format" not in block:
+        raise _err(
+            path,
+            "has no 'format' metadata, so it is not a transfer-bench ticket",
+            "pass a .ticket file written by transfer-bench",
+        )
+    if block["format"] != FORMAT_NAME:
+        raise _err(
+            path,
+            f"format {block['format']!r} is not {FORMAT_NAME!r}",
+            "pass a .ticket file written by transfer-bench",
+        )
+    version = block.get("format_version")
+    try:
+        v = int(version)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise _err(
+            path,
+            f"format_version {version!r} is not a version number",
+            "the file was edited; " + _FIX_REEXPORT,
+        ) from None
+    if v > FORMAT_VERSION:
+        raise _err(
+            path,
+            f"format_version {v} is newer than this transfer-bench supports ({FORMAT_VERSION})",
+            "upgrade transfer-bench",
+        )
+    if v != FORMAT_VERSION:
+        raise _err(path, f"unknown format_version {v}", _FIX_REEXPORT)
+    try:
+        tensors = _st_load(raw)
+    except Exception as e:  # safetensors raises its own error types for malformed files
+        raise _err(
+            path,
+            f"is not a valid safetensors file ({e})",
+            "it is truncated or corrupted; copy it again",
+        ) from None
+    expected = block.get("payload_sha256")
+    if not isinstance(expected, str):
+        raise _err(path, "has no payload_sha256 metadata", "the file was edited; " + _FIX_REEXPORT)
+    actual = _payload_sha256(header, memoryview(raw)[8 + n :])
+    if actual != expected:
+        raise _err(
+            path,
+            f"payload sha256 mismatch (recorded {expected[:12]}..., computed {actual[:12]}...): "
+            "the file was modified or corrupted",
+            "copy the original file again or re-run the search",
+        )
+    return block, tensors
+
+
+def load_ticket(path: str | os.PathLike[str]) -> Ticket:
+    """Read and fully verify a ``.ticket`` file; any problem is a one-line ``TicketError``."""
+    path = Path(path)
+    raw = _read(path)
+    block, tensors = _parse(path, raw)
+    try:
+        meta = json.loads(block.get("meta", ""))
+    except ValueError:
+        raise _err(
+            path,
+            "metadata 'meta' is missing or not valid JSON",
+            "the file was edited; " + _FIX_REEXPORT,
+        ) from None
+    if not isinstance(meta, dict):
+        raise _err(
+            path, "metadata 'meta' is not a JSON object", "the file was edited; " + _FIX_REEXPORT
+        )
+    try:
+        ticket = _build(path, meta, tensors)
+    except TicketError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError, RuntimeError) as e:
+        raise _err(
+            path, f"malformed ticket metadata ({e})", "the file was edited; " + _FIX_REEXPORT
+        ) from None
+    check_ticket(ticket, path)
+    return ticket
+
+
+def verify_ticket(path: str | os.PathLike[str]) -> Ticket:
+    """Verify a ticket file (digest, metadata, masks, weights); return it or raise TicketError."""
+    return load_ticket(path)
+
+
+def _build(path: Path, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Ticket:
+    missing = [k for k in REQUIRED_META if k not in meta]
+    if missing:
+        raise _err(
+            path,
+            f"metadata is missing field(s) {', '.join(missing)}",
+            "the file was edited or written by an incompatible tool; " + _FIX_REEXPORT,
+        )
+    shapes, lengths = meta["param_shapes"], meta["mask_lengths"]
+    if not isinstance(shapes, dict) or not isinstance(lengths, dict):
+        raise _err(path, "metadata param_shapes/mask_lengths must be JSON objects", _FIX_REEXPORT)
+    order = meta.get("prunable_names", list(shapes))
+    if not isinstance(order, list) or set(order) != set(shapes) or len(order) != len(shapes):
+        raise _err(
+            path,
+            "metadata prunable_names and param_shapes disagree",
+            "the file was edited; " + _FIX_REEXPORT,
+        )
+
+    packed: dict[str, torch.Tensor] = {}
+    weights: dict[str, torch.Tensor] = {}
+    state: dict[str, torch.Tensor] = {}
+    for key, t in tensors.items():
+        for prefix, dest in (
+            (MASK_PREFIX, packed),
+            (WEIGHT_PREFIX, weights),
+            (STATE_PREFIX, state),
+        ):
+            if key.startswith(prefix):
+                dest[key[len(prefix) :]] = t
+                break
+        else:
+            raise _err(
+                path,
+                f"unexpected tensor {key!r} (expected mask/, weight/ or state/ names)",
+                _FIX_REEXPORT,
+            )
+
+    for kind, found in (("mask", packed), ("weight", weights)):
+        for name in found:
+            if name not in shapes:
+                raise _err(
+                    path,
+                    f"{kind} {name!r} is not listed in param_shapes",
+                    "the file is corrupted; " + _FIX_REEXPORT,
+                )
+    masks: dict[str, torch.Tensor] = {}
+    ordered_weights: dict[str, torch.Tensor] = {}
+    for name in order:
+        shape = shapes[name]
+        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+            raise _err(path, f"param_shapes[{name!r}] = {shape!r} is not a shape", _FIX_REEXPORT)
+        length = lengths.get(name)
+        if not isinstance(length, int) or length != math.prod(shape):
+            raise _err(
+                path,
+                f"mask_lengths[{name!r}] = {length!r} does not match shape {shape}",
+                "the file is corrupted; " + _FIX_REEXPORT,
+            )
+        if name not in packed or name not in weights:
+            raise _err(
+                path,
+                f"parameter {name!r} lacks its mask or weight tensor",
+                "the file is corrupted; " + _FIX_REEXPORT,
+            )
+        p = packed[name]
+        if p.dtype != torch.uint8 or p.dim() != 1 or p.numel() != (length + 7) // 8:
+            raise _err(
+                path,
+                f"mask {name!r} holds {p.numel()} {p.dtype} bytes, expected "
+                f"{(length + 7) // 8} uint8 for {length} entries",
+                "the file is corrupted; " + _FIX_REEXPORT,
+            )
+        bits = np.unpackbits(p.numpy())
+        if bits[length:].any():
+            raise _err(
+                path,
+                f"mask {name!r} has non-zero pad bits beyond its {length} entries",
+                "the file is corrupted; " + _FIX_REEXPORT,
+            )
+        masks[name] = torch.from_numpy(bits[:length].astype(bool)).reshape(shape)
+        w = weights[name]
+        if list(w.shape) != shape:
+            raise _err(
+                path,
+                f"weight {name!r} has shape {list(w.shape)} but its mask has {shape}",
+                "the file is corrupted; " + _FIX_REEXPORT,
+            )
+        ordered_weights[name] = w
+    return Ticket(masks=masks, weights=ordered_weights, state=state, meta=meta)
+
+
+# ---------------------------------------------------------------------------------------- display
+
+
+def describe(ticket: Ticket) -> list[dict[str, Any]]:
+    """One row per masked parameter (layer, shape, kept, total, density, is_head) for a table."""
+    heads = set(ticket.head_names)
+    rows = []
+    for name, m in ticket.masks.items():
+        kept, total = int(torch.count_nonzero(m)), m.numel()
+        rows.append(
+            {
+                "layer": name,
+                "shape": list(m.shape),
+                "kept": kept,
+                "total": total,
+                "density": kept / total if total else 1.0,
+                "is_head": name in heads,
+            }
+        )
+    return rows
