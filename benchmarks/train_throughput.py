@@ -98,7 +98,7 @@ def main() -> None:
     sgd = OptimizerSpec(name="sgd", lr=0.05, momentum=0.9)
     results = [
         bench_model("lenet_300_100", 1, 28, 60, 200, args.rounds, adam),
-        bench_model("conv4", 3, 32, 128, 3, max(3, args.rounds // 2), sgd),
+        bench_model("conv4", 3, 32, 128, 8, max(3, args.rounds // 3), sgd),
     ]
     for r in results:
         r["fraction_of_peak_dense"] = r["dense_gflops"] / peak

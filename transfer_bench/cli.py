@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+import yaml
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -141,7 +142,9 @@ def _write_report(suite_dir: Path, suite) -> Path:
         suite_dir,
         suite_name=suite.name,
         analysis=suite.analysis.model_dump(),
-        config_summary=suite.model_dump_json(indent=2, exclude_defaults=True),
+        config_summary=yaml.safe_dump(
+            suite.model_dump(mode="json", exclude_defaults=True), sort_keys=False
+        ),
     )
 
 

@@ -35,7 +35,7 @@ def run_transfer(ctx: Context, run: Run, rd: RunDir, progress: Progress) -> list
     ds = ctx.dataset(target)
     data = ctx.train_data(target)
     opt_key = cfg["optimizer"]["key"]
-    rd.write_config({**cfg, "seed": run.seed, "levels": list(run.levels)})
+    rd.write_config({**cfg, "seed": run.seed, "levels": list(run.levels), "data": ds.info})
     source_dir = ctx.suite_dir / cfg["source_run"] / f"seed_{run.seed}" if source else None
 
     def build(seed: int):

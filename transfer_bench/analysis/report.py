@@ -82,8 +82,8 @@ def counts_section(df: pd.DataFrame) -> str:
     """Number of runs by kind and control, plus the seeds, sources and targets seen."""
     if df.empty:
         return "## Runs\n\nNo readable `result.json` files were found."
-    counts = df.groupby(["kind", "control"], dropna=False).size().reset_index(name="runs")
-    table = markdown_table(["kind", "control", "runs"], counts.values.tolist())
+    counts = df.groupby(["kind", "control"], dropna=False).size().reset_index(name="trainings")
+    table = markdown_table(["kind", "control", "trainings"], counts.values.tolist())
 
     transfer = df[df["kind"] == "transfer"]
 
@@ -91,7 +91,7 @@ def counts_section(df: pd.DataFrame) -> str:
         return ", ".join(str(v) for v in sorted(rows[col].dropna().unique())) or "–"
 
     return (
-        f"## Runs\n\n{len(df)} runs; seeds: {seen('seed', df)}; transfer sources: {seen('source')}; "
+        f"## Runs\n\n{len(df)} finished trainings (one per run, seed and level); seeds: {seen('seed', df)}; transfer sources: {seen('source')}; "
         f"targets: {seen('target')}; optimizers: {seen('optimizer')}.\n\n{table}"
     )
 
@@ -225,7 +225,7 @@ def write_report(
     fig = FIGURE_BASE.as_posix()
     sections = [f"# Report: {suite_name}"]
     if config_summary.strip():
-        sections.append(f"## Configuration\n\n{config_summary.strip()}")
+        sections.append(f"## Configuration\n\n```yaml\n{config_summary.strip()}\n```")
     sections += [
         counts_section(df),
         comparison_section(cmp, spec),

@@ -102,7 +102,7 @@ def run_imp(ctx: Context, run: Run, rd: RunDir, progress: Progress) -> list[int]
         "suite": {"name": suite.name, "hash": ctx.suite_hash},
         "run_id": run.run_id,
     }
-    rd.write_config({**run.config, "seed": run.seed, "levels": list(run.levels)})
+    rd.write_config({**run.config, "seed": run.seed, "levels": list(run.levels), "data": ds.info})
 
     def write_ticket(level: int, state: dict, masks: dict) -> None:
         t = ticket_from_state(
