@@ -171,6 +171,10 @@ def test_cli_plan_run_and_tickets(tmp_path: Path, monkeypatch):
     out = runner.invoke(app, ["run", str(suite), "--results", str(res)])
     assert out.exit_code == 0, out.output
     assert (res / "tiny" / "report.md").exists()
+    (res / "tiny" / "report.md").unlink()
+    out = runner.invoke(app, ["report", str(res / "tiny")])
+    assert out.exit_code == 0, out.output
+    assert (res / "tiny" / "report.md").exists()
     run_dir = next((res / "tiny").glob("search-*/seed_0"))
     ticket = tmp_path / "t.ticket"
     out = runner.invoke(app, ["ticket", "export", str(run_dir), "2", str(ticket)])

@@ -32,6 +32,7 @@ app.add_typer(ticket_app, name="ticket")
 console = Console()
 err_console = Console(stderr=True)
 
+SUITE_COPY = "suite.yaml"
 ResultsOpt = Annotated[Path, typer.Option("--results", help="Root folder of results.")]
 SuiteArg = Annotated[Path, typer.Argument(help="Suite YAML file.")]
 
@@ -94,6 +95,7 @@ def run(
     from transfer_bench.runner.execute import execute
 
     suite, ctx, runs = _context(suite_path, results, device, cache_dir)
+    save_suite_copy(ctx.suite_dir, suite_path)
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -135,6 +137,34 @@ def run(
         console.print(f"report: {path}")
 
 
+def save_suite_copy(suite_dir: Path, suite_path: Path) -> None:
+    """Keep the suite file next to its results, so reports can be rebuilt from the folder alone."""
+    from transfer_bench.runner.store import atomic_write_bytes
+
+    try:
+        atomic_write_bytes(suite_dir / SUITE_COPY, suite_path.read_bytes())
+    except OSError as e:
+        raise TransferBenchError(
+            f"{suite_dir}: cannot write results ({e.strerror}); choose a writable --results folder"
+        ) from None
+
+
+def _suite_of_results(path: Path):
+    """A results folder (with its suite copy) or a suite file -> (suite, results folder)."""
+    from transfer_bench.config import load_suite
+
+    if path.is_dir():
+        copy = path / SUITE_COPY
+        if not copy.exists():
+            raise TransferBenchError(
+                f"{path}: not a results folder of a suite (no {SUITE_COPY}); pass "
+                "results/<suite name> as written by `transfer-bench run`"
+            )
+        return load_suite(copy), path
+    suite = load_suite(path)
+    return suite, Path("results") / suite.name
+
+
 def _write_report(suite_dir: Path, suite) -> Path:
     from transfer_bench.analysis.report import write_report
 
@@ -150,14 +180,13 @@ def _write_report(suite_dir: Path, suite) -> Path:
 
 @app.command()
 def report(
-    suite_path: SuiteArg,
-    results: ResultsOpt = Path("results"),
+    results_dir: Annotated[
+        Path, typer.Argument(help="A suite's results folder (results/<suite>) or its suite file.")
+    ],
 ) -> None:
-    """(Re)write report.md, tables and figures from a suite's finished runs."""
-    from transfer_bench.config import load_suite
-
-    suite = load_suite(suite_path)
-    console.print(f"report: {_write_report(results / suite.name, suite)}")
+    """(Re)write report.md/report.html, tables and figures from a suite's finished runs."""
+    suite, suite_dir = _suite_of_results(results_dir)
+    console.print(f"report: {_write_report(suite_dir, suite)}")
 
 
 @ticket_app.command("inspect")

@@ -183,6 +183,7 @@ def run_imp(ctx: Context, run: Run, rd: RunDir, progress: Progress) -> list[int]
                 dens,
                 outcome,
                 kind="search",
+                method=spec.method,
                 source=source,
                 target=source,
                 optimizer=opt_key,
