@@ -83,3 +83,17 @@ def test_layerwise_shuffle_keeps_counts():
     for k in masks:
         assert int(shuffled[k].sum()) == int(masks[k].sum())
         assert not torch.equal(shuffled[k], masks[k])
+
+
+def test_random_global_keeps_overall_count_only():
+    from transfer_bench.pruning import random_global
+
+    masks = run_levels("layerwise", 6)[-1]
+    g = torch.Generator().manual_seed(0)
+    out = random_global(masks, g)
+    assert sum(int(m.sum()) for m in out.values()) == sum(int(m.sum()) for m in masks.values())
+    # per-layer densities become roughly uniform: the head (pruned at 10%) loses its higher density
+    assert abs(density(out, ["head.weight"]) - density(out)) < 0.05
+    assert density(masks, ["head.weight"]) - density(masks) > 0.2
+    again = random_global(masks, torch.Generator().manual_seed(0))
+    assert all(torch.equal(out[k], again[k]) for k in out)

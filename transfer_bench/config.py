@@ -145,20 +145,25 @@ class SearchSpec(_Model):
         return int(n) * (steps_per_epoch if unit == "ep" else 1)
 
 
-CONTROLS = ("random_reinit", "dense")
+CONTROLS = ("random_reinit", "shuffle_layerwise", "random_global", "own_ticket", "dense")
+Control = Literal["random_reinit", "shuffle_layerwise", "random_global", "own_ticket", "dense"]
 
 
 class TransferSpec(_Model):
     """Which tickets are retrained where, with which optimizers, next to which controls.
 
     ``head``: ``auto`` re-initializes the head only when the class count differs, ``reinit`` always
-    does, ``keep`` requires equal class counts.
+    does, ``keep`` requires equal class counts. Controls (all seeded from the suite):
+    ``random_reinit`` same mask, fresh init; ``shuffle_layerwise`` each layer's mask permuted (per-layer
+    counts kept), fresh init; ``random_global`` one permutation over all masked weights (only the
+    overall density kept; Morcos' random ticket), fresh init; ``own_ticket`` the target's own IMP
+    ticket at the same level (the target must be a search source); ``dense`` the unpruned network.
     """
 
     sources: tuple[str, ...] | None = None
     targets: tuple[str, ...] = Field(min_length=1)
     optimizers: tuple[str, ...] | None = None
-    controls: tuple[Literal["random_reinit", "dense"], ...] = ("random_reinit", "dense")
+    controls: tuple[Control, ...] = ("random_reinit", "dense")
     head: Literal["auto", "reinit", "keep"] = "auto"
     levels: tuple[int, ...] | None = None
 
@@ -167,9 +172,9 @@ class AnalysisSpec(_Model):
     """How the report compares tickets with the baseline control."""
 
     metric: Literal["test_accuracy", "best_test_accuracy"] = "test_accuracy"
-    baseline: Literal["random_reinit", "dense"] = "random_reinit"
-    test: Literal["welch"] = "welch"
-    correction: Literal["holm", "none"] = "holm"
+    baseline: Control = "random_reinit"
+    test: Literal["welch", "mannwhitney", "paired_t", "wilcoxon"] = "welch"
+    correction: Literal["holm", "bh", "none"] = "holm"
     alpha: float = Field(0.05, gt=0.0, lt=1.0)
 
 
@@ -219,6 +224,15 @@ class Suite(_Model):
         check("transfer.targets", self.transfer.targets, self.datasets, "dataset")
         check("train.optimizer", [self.train.optimizer], self.optimizers, "optimizer")
         check("transfer.optimizers", self.transfer_optimizers, self.optimizers, "optimizer")
+        if len(set(self.transfer.controls)) != len(self.transfer.controls):
+            raise ValueError("transfer.controls: each control may appear once")
+        if "own_ticket" in self.transfer.controls:
+            missing = [t for t in self.transfer.targets if t not in self.search.sources]
+            if missing:
+                raise ValueError(
+                    f"transfer.controls: own_ticket needs a search on every target, but "
+                    f"{', '.join(missing)} is not in search.sources; add it there or drop own_ticket"
+                )
         if self.transfer.levels is not None:
             bad = [lv for lv in self.transfer.levels if not 0 <= lv <= self.search.levels]
             if bad:

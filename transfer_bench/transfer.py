@@ -6,6 +6,9 @@ generator and pruned to the ticket's head density (Morcos: the output layer "is 
 randomly initialized"). Controls:
 
 - ``random_reinit``: the same masks with fresh weights from a seeded init (Frankle & Carbin's control);
+- ``shuffle_layerwise``: each layer's mask permuted, fresh init (Frankle et al. 2021's sanity check);
+- ``random_global``: one permutation over all masked weights, fresh init (Morcos et al.'s random ticket);
+- ``own_ticket``: the target's own IMP ticket at the same level (the ticket arm with source = target);
 - ``dense``: the unpruned network from the search's init seed, trained on the target.
 
 Target training always runs the full target schedule from iteration 0 with the target optimizer,
@@ -15,7 +18,7 @@ which may differ from the source's.
 from __future__ import annotations
 
 from transfer_bench.models import build_model
-from transfer_bench.pruning import apply_masks_, density
+from transfer_bench.pruning import apply_masks_, density, random_global, shuffle_layerwise
 from transfer_bench.runner.context import Context, Progress
 from transfer_bench.runner.plan import Run
 from transfer_bench.runner.store import RunDir, load_checkpoint, save_checkpoint
@@ -23,6 +26,8 @@ from transfer_bench.search.imp import outcome_record
 from transfer_bench.seeding import derive_seed, generator
 from transfer_bench.tickets import load_ticket
 from transfer_bench.training import train
+
+FRESH_INIT_CONTROLS = ("random_reinit", "shuffle_layerwise", "random_global")
 
 
 def run_transfer(ctx: Context, run: Run, rd: RunDir, progress: Progress) -> list[int]:
@@ -63,8 +68,14 @@ def run_transfer(ctx: Context, run: Run, rd: RunDir, progress: Progress) -> list
                 head=cfg["head"],
                 generator=generator(run.seed, "head", source, target, level),
             )
-            if control == "random_reinit":
-                model = build(derive_seed(run.seed, "reinit", level))
+            if control in FRESH_INIT_CONTROLS:
+                rng = generator(run.seed, control, source, target, level)
+                if control == "shuffle_layerwise":
+                    masks = shuffle_layerwise(masks, rng)
+                elif control == "random_global":
+                    masks = random_global(masks, rng)
+                role = "reinit" if control == "random_reinit" else control
+                model = build(derive_seed(run.seed, role, level))
                 apply_masks_(model, masks)
         dens = density(masks) if masks else 1.0
 

@@ -41,7 +41,9 @@ METRIC_LABELS: Mapping[str, str] = {
     "jaccard": "Jaccard index",
     "hamming": "normalized Hamming distance",
 }
-OVERALL = "all layers"  # layer value of pooled rows in ``pair_table`` (parameter names have no spaces)
+OVERALL = (
+    "all layers"  # layer value of pooled rows in ``pair_table`` (parameter names have no spaces)
+)
 TICKET_COLUMNS: tuple[str, ...] = (
     "path",
     "run_id",
@@ -115,11 +117,15 @@ def expected_random(metric: str, p: float, q: float) -> float:
 def _bool_tensor(x: torch.Tensor | np.ndarray, where: str) -> torch.Tensor:
     t = torch.as_tensor(x)
     if t.dtype != torch.bool:
-        raise TicketError(f"{where}: mask has dtype {t.dtype}; masks are bool tensors (True = kept)")
+        raise TicketError(
+            f"{where}: mask has dtype {t.dtype}; masks are bool tensors (True = kept)"
+        )
     return t
 
 
-def counts(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray, where: str = "mask") -> Counts:
+def counts(
+    a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray, where: str = "mask"
+) -> Counts:
     """Bit counts of two bool masks of the same shape."""
     ta, tb = _bool_tensor(a, where), _bool_tensor(b, where)
     if ta.shape != tb.shape:
@@ -305,7 +311,9 @@ def _as_masks(
     return dict(tickets)
 
 
-def pair_table(tickets: pd.DataFrame | Mapping[str, Masks], metric: str = "jaccard") -> pd.DataFrame:
+def pair_table(
+    tickets: pd.DataFrame | Mapping[str, Masks], metric: str = "jaccard"
+) -> pd.DataFrame:
     """Long table of ``metric`` for every unordered pair of tickets (and each with itself).
 
     One row per (a, b, layer) plus the pooled row ``layer == OVERALL``; ``expected_random`` is the

@@ -7,7 +7,9 @@ from transfer_bench.pruning.masks import (
     density,
     full_masks,
     layer_density,
+    random_global,
     random_masks_like,
+    shuffle_layerwise,
 )
 
 __all__ = [
@@ -17,6 +19,8 @@ __all__ = [
     "full_masks",
     "layer_density",
     "magnitude_prune",
+    "random_global",
     "random_masks_like",
+    "shuffle_layerwise",
     "target_counts",
 ]

@@ -46,3 +46,23 @@ def random_masks_like(masks: Masks, generator: torch.Generator) -> Masks:
         perm = torch.randperm(m.numel(), generator=generator)
         out[name] = m[perm].reshape(masks[name].shape).to(masks[name].device)
     return {k: out[k] for k in masks}
+
+
+def shuffle_layerwise(masks: Masks, generator: torch.Generator) -> Masks:
+    """Frankle et al. 2021's control: permute each layer's mask (per-layer counts kept exactly)."""
+    return random_masks_like(masks, generator)
+
+
+def random_global(masks: Masks, generator: torch.Generator) -> Masks:
+    """Morcos et al. 2019's random ticket: one permutation over all masked entries pooled, so only
+    the overall density is kept (per-layer densities become uniform in expectation)."""
+    names = sorted(masks)
+    flat = torch.cat([masks[n].flatten().cpu() for n in names])
+    flat = flat[torch.randperm(flat.numel(), generator=generator)]
+    out: Masks = {}
+    offset = 0
+    for n in names:
+        size = masks[n].numel()
+        out[n] = flat[offset : offset + size].reshape(masks[n].shape).to(masks[n].device)
+        offset += size
+    return {k: out[k] for k in masks}

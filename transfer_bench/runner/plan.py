@@ -115,7 +115,12 @@ def plan(suite: Suite) -> list[Run]:
                     rid = f"transfer-{canonical_hash(cfg)}"
                     runs += [Run("transfer", rid, s, cfg, (0,)) for s in suite.seeds]
                     continue
-                for source in suite.transfer_sources:
+                sources = suite.transfer_sources
+                if control == "own_ticket":
+                    # the target's own ticket; when the target is itself a transfer source, its
+                    # "ticket" arm already is that computation (analysis derives the rows)
+                    sources = () if target in suite.transfer_sources else (target,)
+                for source in sources:
                     cfg = {
                         **base,
                         "control": control,
