@@ -165,3 +165,34 @@ def test_divergence_is_recorded_not_raised():
         m.l1.weight.fill_(float("nan"))
     out = train(m, data(), spec, OPTS["sgd_momentum_wd"], None, order_seed=0)
     assert out.diverged_at is not None
+
+
+def test_iterations_override_epochs_and_stop_mid_epoch():
+    spec = TrainSpec(batch_size=20, epochs=50, iterations=23)  # 10 steps per epoch
+    m = Tiny()
+    out = train(m, data(), spec, OPTS["adam_wd"], None, order_seed=0)
+    assert out.iterations == 23
+    assert [h["iteration"] for h in out.history] == [10, 20, 23]
+
+
+def test_per_type_rates():
+    from transfer_bench.pruning import magnitude_prune
+
+    g = torch.Generator().manual_seed(0)
+    w = {
+        "conv.weight": torch.randn(8, 4, 3, 3, generator=g),
+        "fc.weight": torch.randn(10, 50, generator=g),
+        "head.weight": torch.randn(3, 10, generator=g),
+    }
+    masks = {k: torch.ones_like(v, dtype=torch.bool) for k, v in w.items()}
+    from transfer_bench.config import SearchSpec
+
+    spec = SearchSpec(sources=("a",), conv_rate=0.15, linear_rate=0.2, head_rate=0.1)
+    rates = spec.layer_rates({k: tuple(v.shape) for k, v in w.items() if k != "head.weight"})
+    assert rates == {"conv.weight": 0.15, "fc.weight": 0.2}
+    out = magnitude_prune(
+        w, masks, level=2, rate=0.5, head_rate=0.1, head_names=("head.weight",), rates=rates
+    )
+    assert int(out["conv.weight"].sum()) == round(288 * 0.85**2)
+    assert int(out["fc.weight"].sum()) == round(500 * 0.8**2)
+    assert int(out["head.weight"].sum()) == round(30 * 0.9**2)

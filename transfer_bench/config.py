@@ -92,13 +92,19 @@ def _default_optimizers() -> dict[str, OptimizerSpec]:
 class TrainSpec(_Model):
     """How every network in the suite is trained (source search and target retraining alike).
 
-    ``milestones`` are epochs at which a ``step`` schedule multiplies the LR by ``gamma``;
-    ``warmup_steps`` ramps the LR linearly from 0 over that many iterations.
+    ``iterations``, when set, fixes the length of every training in iterations instead of
+    ``epochs`` (Frankle & Carbin count iterations). ``milestones`` are epochs at which a ``step``
+    schedule multiplies the LR by ``gamma``; ``warmup_steps`` ramps the LR linearly from 0 over that
+    many iterations (Frankle & Carbin's warmup for VGG/ResNet).
     """
+
+    def total_iterations(self, steps_per_epoch: int) -> int:
+        return self.iterations if self.iterations is not None else self.epochs * steps_per_epoch
 
     optimizer: str = "adam"
     batch_size: int = Field(60, ge=1)
     epochs: int = Field(10, ge=1)
+    iterations: int | None = Field(None, ge=1)
     warmup_steps: int = Field(0, ge=0)
     schedule: Literal["constant", "step", "cosine"] = "constant"
     milestones: tuple[int, ...] = ()
@@ -113,8 +119,9 @@ _REWIND_RE = re.compile(r"^(\d+)(it|ep)$")
 class SearchSpec(_Model):
     """Iterative magnitude pruning (Frankle & Carbin 2019; rewinding as in Frankle et al. 2020).
 
-    Each level prunes ``rate`` of the remaining non-head weights (``head_rate`` for the head; 0 keeps
-    the head dense), ``layerwise`` or ``global``; survivors are rewound to the weights at ``rewind``
+    Each level prunes ``rate`` of the remaining non-head weights (``conv_rate`` / ``linear_rate``
+    override it for conv / linear layers, e.g. Conv-6: conv 0.15, fc 0.2; ``head_rate`` for the
+    head, 0 keeps the head dense), ``layerwise`` or ``global``; survivors are rewound to the weights at ``rewind``
     (0 = reset to init, an integer or ``"500it"`` = iterations, ``"1ep"`` = epochs).
     """
 
@@ -122,6 +129,8 @@ class SearchSpec(_Model):
     sources: tuple[str, ...] = Field(min_length=1)
     scope: Literal["layerwise", "global"] = "layerwise"
     rate: Fraction01 = 0.2
+    conv_rate: Fraction01 | None = None
+    linear_rate: Fraction01 | None = None
     head_rate: float = Field(0.1, ge=0.0, lt=1.0)
     levels: int = Field(5, ge=1, le=100)
     rewind: int | str = 0
@@ -136,6 +145,14 @@ class SearchSpec(_Model):
         if not _REWIND_RE.match(v):
             raise ValueError(f"rewind {v!r} must be an integer, '<n>it' or '<n>ep'")
         return v
+
+    def layer_rates(self, shapes: dict[str, tuple[int, ...]]) -> dict[str, float]:
+        """The rate of every (non-head) tensor: conv weights are 4-d, linear weights 2-d."""
+        out = {}
+        for name, shape in shapes.items():
+            typed = self.conv_rate if len(shape) == 4 else self.linear_rate
+            out[name] = typed if typed is not None else self.rate
+        return out
 
     def rewind_iterations(self, steps_per_epoch: int) -> int:
         """The rewind point in iterations for a dataset with ``steps_per_epoch`` batches per epoch."""

@@ -31,6 +31,35 @@ def _keep_top(scores: torch.Tensor, mask: torch.Tensor, k: int) -> torch.Tensor:
     return keep.reshape(mask.shape) & mask
 
 
+def _prune_group(
+    scores: dict[str, torch.Tensor],
+    old: Masks,
+    names: list[str],
+    rate: float,
+    level: int,
+    scope: str,
+) -> Masks:
+    """Prune ``names`` (all at one ``rate``) to density (1-rate)^level, per tensor or pooled."""
+    out: Masks = {}
+    if scope == "layerwise":
+        for n in names:
+            k = target_counts({n: old[n].numel()}, rate, level)[n]
+            out[n] = _keep_top(scores[n], old[n], min(k, int(old[n].sum())))
+        return out
+    total = sum(old[n].numel() for n in names)
+    k = int(round(total * (1.0 - rate) ** level))
+    flat_mask = torch.cat([old[n].flatten() for n in names])
+    keep = _keep_top(
+        torch.cat([scores[n].flatten() for n in names]), flat_mask, min(k, int(flat_mask.sum()))
+    )
+    offset = 0
+    for n in names:
+        size = old[n].numel()
+        out[n] = keep[offset : offset + size].reshape(old[n].shape)
+        offset += size
+    return out
+
+
 @torch.no_grad()
 def magnitude_prune(
     weights: dict[str, torch.Tensor],
@@ -41,36 +70,28 @@ def magnitude_prune(
     head_rate: float,
     head_names: tuple[str, ...] | list[str],
     scope: Literal["layerwise", "global"] = "layerwise",
+    rates: dict[str, float] | None = None,
 ) -> Masks:
     """Masks for IMP ``level`` (>= 1) from the trained ``weights`` of level ``level - 1``.
 
     Non-head tensors are pruned to density (1-rate)^level, each on its own (``layerwise``) or
-    together by one magnitude ranking (``global``). Head tensors in ``masks`` are always pruned
-    layerwise at ``head_rate`` (0 keeps them dense), as in Frankle & Carbin's output-layer rate.
+    together by one magnitude ranking (``global``). ``rates`` optionally overrides the rate per
+    tensor (Frankle & Carbin's conv/fc rates); with ``global`` scope, tensors sharing a rate are
+    ranked together. Head tensors are always pruned layerwise at ``head_rate`` (0 keeps them
+    dense), as in Frankle & Carbin's output-layer rate.
     """
     if level < 1:
         raise ValueError("level must be >= 1")
-    head = [n for n in masks if n in set(head_names)]
-    body = [n for n in masks if n not in set(head_names)]
+    heads = set(head_names)
     cpu = {n: weights[n].detach().abs().float().cpu() for n in masks}
     old = {n: masks[n].cpu() for n in masks}
-    new: Masks = {}
-    for n in head:
-        k = target_counts({n: old[n].numel()}, head_rate, level)[n]
-        new[n] = _keep_top(cpu[n], old[n], min(k, int(old[n].sum())))
-    if scope == "layerwise":
-        for n in body:
-            k = target_counts({n: old[n].numel()}, rate, level)[n]
-            new[n] = _keep_top(cpu[n], old[n], min(k, int(old[n].sum())))
-    else:
-        total = sum(old[n].numel() for n in body)
-        k = int(round(total * (1.0 - rate) ** level))
-        flat_scores = torch.cat([cpu[n].flatten() for n in body])
-        flat_mask = torch.cat([old[n].flatten() for n in body])
-        keep = _keep_top(flat_scores, flat_mask, min(k, int(flat_mask.sum())))
-        offset = 0
-        for n in body:
-            size = old[n].numel()
-            new[n] = keep[offset : offset + size].reshape(old[n].shape)
-            offset += size
+    new: Masks = _prune_group(
+        cpu, old, [n for n in masks if n in heads], head_rate, level, "layerwise"
+    )
+    groups: dict[float, list[str]] = {}
+    for n in masks:
+        if n not in heads:
+            groups.setdefault((rates or {}).get(n, rate), []).append(n)
+    for r, names in groups.items():
+        new.update(_prune_group(cpu, old, names, r, level, scope))
     return {n: new[n].to(masks[n].device) for n in masks}

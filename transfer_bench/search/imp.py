@@ -62,7 +62,7 @@ def run_imp(ctx: Context, run: Run, rd: RunDir, progress: Progress) -> list[int]
     ds = ctx.dataset(source)
     data = ctx.train_data(source)
     spe = data.steps_per_epoch(suite.train.batch_size)
-    total = suite.train.epochs * spe
+    total = suite.train.total_iterations(spe)
     k = spec.rewind_iterations(spe)
     if k >= total:
         raise ConfigError(
@@ -119,6 +119,7 @@ def run_imp(ctx: Context, run: Run, rd: RunDir, progress: Progress) -> list[int]
             head_rate=spec.head_rate,
             head_names=probe.head_names,
             scope=spec.scope,
+            rates=spec.layer_rates({n: tuple(masks[n].shape) for n in masks}),
         )
         t0 = load_ticket(rd.ticket_path(0))
         write_ticket(level + 1, {**t0.weights, **t0.state}, new)

@@ -125,20 +125,22 @@ def train(
     on_snapshot: Callable[[dict[str, torch.Tensor]], None] | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
     on_progress: Callable[[int, float | None], None] | None = None,
+    after_backward: Callable[[nn.Module], None] | None = None,
 ) -> TrainOutcome:
     """Train ``model`` in place for ``spec.epochs`` epochs (iterations ``start_iteration``..end).
 
     ``masks`` (or None for dense) are enforced throughout. ``snapshot_at`` calls ``on_snapshot`` with
     a copy of the state dict when that iteration is reached (used for late rewinding). ``on_epoch``
     receives a resumable checkpoint dict after every epoch; pass one back as ``resume`` to continue.
-    ``on_progress(epoch, test_accuracy)`` is for progress display only.
+    ``on_progress(epoch, test_accuracy)`` is for progress display only. ``after_backward(model)``
+    runs between backward and the gradient masking (e.g. Early-Bird's L1 penalty on BN scales).
     """
     t0 = time.perf_counter()
     device = data.x_train.device
     bs = spec.batch_size
     n = len(data.y_train)
     spe = data.steps_per_epoch(bs)
-    total = spec.epochs * spe
+    total = spec.total_iterations(spe)
     conv = _uses_conv(model)
     if conv:
         model.to(memory_format=torch.channels_last)
@@ -169,7 +171,7 @@ def train(
         y_epoch = data.y_train.index_select(0, order)
         if conv:
             x_epoch = x_epoch.contiguous(memory_format=torch.channels_last)
-        for step in range(offset, spe):
+        for step in range(offset, min(spe, offset + total - it)):
             xb = x_epoch[step * bs : (step + 1) * bs]
             yb = y_epoch[step * bs : (step + 1) * bs]
             f = lr_factor(spec, it, spe)
@@ -180,6 +182,8 @@ def train(
             loss = F.cross_entropy(model(xb), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if after_backward is not None:
+                after_backward(model)
             enforcer.mask_grads()
             opt.step()
             enforcer.mask_weights()
@@ -195,7 +199,7 @@ def train(
         if not math.isfinite(last_train_loss):
             diverged_at = it
             break
-        if epoch_done % spec.eval_every == 0 or it >= total:
+        if (it % spe == 0 and epoch_done % spec.eval_every == 0) or it >= total:
             test_loss, test_acc = evaluate(model, data.x_test, data.y_test, spec.eval_batch_size)
             model.train()
             history.append(

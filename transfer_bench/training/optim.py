@@ -60,6 +60,6 @@ def lr_factor(spec: TrainSpec, iteration: int, steps_per_epoch: int) -> float:
         epoch = iteration // steps_per_epoch
         sched = spec.gamma ** sum(1 for m in spec.milestones if epoch >= m)
     else:  # cosine over the whole run
-        total = spec.epochs * steps_per_epoch
+        total = spec.total_iterations(steps_per_epoch)
         sched = 0.5 * (1.0 + math.cos(math.pi * min(iteration, total) / total))
     return warm * sched
