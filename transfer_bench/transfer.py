@@ -22,7 +22,7 @@ from transfer_bench.pruning import apply_masks_, density, random_global, shuffle
 from transfer_bench.runner.context import Context, Progress
 from transfer_bench.runner.plan import Run
 from transfer_bench.runner.store import RunDir, load_checkpoint, save_checkpoint
-from transfer_bench.search.imp import outcome_record
+from transfer_bench.search.common import outcome_record
 from transfer_bench.seeding import derive_seed, generator
 from transfer_bench.tickets import load_ticket
 from transfer_bench.training import train
