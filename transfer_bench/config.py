@@ -115,17 +115,62 @@ class TrainSpec(_Model):
 
 _REWIND_RE = re.compile(r"^(\d+)(it|ep)$")
 
+PRUNE_AT_INIT = ("synflow", "snip", "grasp", "magnitude_init", "random_init")
+SearchMethod = Literal[
+    "imp", "early_bird", "synflow", "snip", "grasp", "magnitude_init", "random_init"
+]
+
+
+class EarlyBirdSpec(_Model):
+    """Early-Bird detection (You et al. 2020): a mask per epoch, FIFO of ``window`` masks, ticket
+    drawn when every normalized Hamming distance to the newest mask is <= ``threshold``.
+
+    ``mask``: ``magnitude`` (unstructured, global over prunable weights) or ``bn_channel``
+    (network slimming: |BN scale| channels, L1 penalty ``l1`` on BN scales during training; the
+    conv filters feeding pruned channels are masked). One ticket per entry of ``prune_fractions``.
+    """
+
+    mask: Literal["magnitude", "bn_channel"] = "magnitude"
+    prune_fractions: tuple[Fraction01, ...] = Field((0.3, 0.5, 0.7), min_length=1)
+    window: int = Field(5, ge=2)
+    threshold: float = Field(0.1, gt=0.0, lt=1.0)
+    l1: float = Field(1e-4, ge=0.0)
+
+
+class StabilitySpec(_Model):
+    """Instability analysis (Frankle et al. 2020): from the weights at each ``rewind_points`` entry
+    (iterations, ``"<n>it"`` or ``"<n>ep"``) with each level's mask, train two copies with different
+    data orders and record the error barrier on ``points`` evenly spaced points of the linear path."""
+
+    levels: tuple[int, ...] = Field((0,), min_length=1)
+    rewind_points: tuple[int | str, ...] = Field((0,), min_length=1)
+    points: int = Field(30, ge=3, le=200)
+
+    @field_validator("rewind_points")
+    @classmethod
+    def _forms(cls, v: tuple[int | str, ...]) -> tuple[int | str, ...]:
+        for r in v:
+            if isinstance(r, int) and r < 0 or isinstance(r, str) and not _REWIND_RE.match(r):
+                raise ValueError(f"rewind point {r!r} must be >= 0, '<n>it' or '<n>ep'")
+        return v
+
 
 class SearchSpec(_Model):
     """Iterative magnitude pruning (Frankle & Carbin 2019; rewinding as in Frankle et al. 2020).
 
-    Each level prunes ``rate`` of the remaining non-head weights (``conv_rate`` / ``linear_rate``
+    ``method``: ``imp`` (below), ``early_bird`` (see ``EarlyBirdSpec``), or pruning at init:
+    ``synflow`` (``rounds`` iterative rounds, exponential schedule; Tanaka et al. 2020), ``snip``
+    (Lee et al. 2019), ``grasp`` (Wang et al. 2020), ``magnitude_init``, ``random_init``, each
+    single-shot to ``densities`` (level i = densities[i-1]) with ``scope`` global or layerwise and
+    ``samples_per_class`` scoring samples. ``train_levels`` trains every ticket on the source too.
+
+    IMP: each level prunes ``rate`` of the remaining non-head weights (``conv_rate`` / ``linear_rate``
     override it for conv / linear layers, e.g. Conv-6: conv 0.15, fc 0.2; ``head_rate`` for the
     head, 0 keeps the head dense), ``layerwise`` or ``global``; survivors are rewound to the weights at ``rewind``
     (0 = reset to init, an integer or ``"500it"`` = iterations, ``"1ep"`` = epochs).
     """
 
-    method: Literal["imp"] = "imp"
+    method: SearchMethod = "imp"
     sources: tuple[str, ...] = Field(min_length=1)
     scope: Literal["layerwise", "global"] = "layerwise"
     rate: Fraction01 = 0.2
@@ -134,6 +179,38 @@ class SearchSpec(_Model):
     head_rate: float = Field(0.1, ge=0.0, lt=1.0)
     levels: int = Field(5, ge=1, le=100)
     rewind: int | str = 0
+    densities: tuple[Annotated[float, Field(gt=0.0, le=1.0)], ...] | None = None
+    rounds: int = Field(100, ge=1, le=10000)
+    samples_per_class: int = Field(10, ge=1)
+    early_bird: EarlyBirdSpec = EarlyBirdSpec()
+    train_levels: bool = True
+
+    @model_validator(mode="after")
+    def _method_fields(self) -> SearchSpec:
+        pai = self.method in PRUNE_AT_INIT
+        if pai and not self.densities:
+            raise ValueError(
+                f"search.densities: method {self.method!r} prunes at init to a list of densities; "
+                "give e.g. densities: [0.5, 0.1, 0.01]"
+            )
+        if not pai and self.densities is not None:
+            raise ValueError(
+                f"search.densities: only for pruning at init, not for method {self.method!r}"
+            )
+        if pai and self.rewind not in (0, "0it", "0ep"):
+            raise ValueError(
+                f"search.rewind: pruning at init ({self.method}) keeps the init; use rewind: 0"
+            )
+        return self
+
+    @property
+    def num_levels(self) -> int:
+        """Tickets beyond the dense level 0: IMP levels, PAI densities or Early-Bird fractions."""
+        if self.method in PRUNE_AT_INIT:
+            return len(self.densities or ())
+        if self.method == "early_bird":
+            return len(self.early_bird.prune_fractions)
+        return self.levels
 
     @field_validator("rewind")
     @classmethod
@@ -209,7 +286,8 @@ class Suite(_Model):
     optimizers: dict[str, OptimizerSpec] = Field(default_factory=_default_optimizers)
     train: TrainSpec = TrainSpec()
     search: SearchSpec
-    transfer: TransferSpec
+    transfer: TransferSpec | None = None
+    stability: StabilitySpec | None = None
     analysis: AnalysisSpec = AnalysisSpec()
 
     @field_validator("seeds")
@@ -232,6 +310,16 @@ class Suite(_Model):
                     )
 
         check("search.sources", self.search.sources, self.datasets, "dataset")
+        check("train.optimizer", [self.train.optimizer], self.optimizers, "optimizer")
+        n = self.search.num_levels
+        if self.stability is not None:
+            bad = [lv for lv in self.stability.levels if not 0 <= lv <= n]
+            if bad:
+                raise ValueError(f"stability.levels: {bad} outside 0..{n} (the search's levels)")
+        if self.transfer is None:
+            if self.stability is None:
+                raise ValueError("transfer: required unless the suite has a stability section")
+            return self
         check(
             "transfer.sources",
             self.transfer_sources,
@@ -239,7 +327,6 @@ class Suite(_Model):
             "search source",
         )
         check("transfer.targets", self.transfer.targets, self.datasets, "dataset")
-        check("train.optimizer", [self.train.optimizer], self.optimizers, "optimizer")
         check("transfer.optimizers", self.transfer_optimizers, self.optimizers, "optimizer")
         if len(set(self.transfer.controls)) != len(self.transfer.controls):
             raise ValueError("transfer.controls: each control may appear once")
@@ -251,24 +338,23 @@ class Suite(_Model):
                     f"{', '.join(missing)} is not in search.sources; add it there or drop own_ticket"
                 )
         if self.transfer.levels is not None:
-            bad = [lv for lv in self.transfer.levels if not 0 <= lv <= self.search.levels]
+            bad = [lv for lv in self.transfer.levels if not 0 <= lv <= n]
             if bad:
-                raise ValueError(
-                    f"transfer.levels: {bad} outside 0..search.levels ({self.search.levels})"
-                )
+                raise ValueError(f"transfer.levels: {bad} outside 0..{n} (the search's levels)")
         return self
 
     @property
     def transfer_sources(self) -> tuple[str, ...]:
-        return self.transfer.sources or self.search.sources
+        return (self.transfer.sources if self.transfer else None) or self.search.sources
 
     @property
     def transfer_optimizers(self) -> tuple[str, ...]:
-        return self.transfer.optimizers or (self.train.optimizer,)
+        return (self.transfer.optimizers if self.transfer else None) or (self.train.optimizer,)
 
     @property
     def transfer_levels(self) -> tuple[int, ...]:
-        return self.transfer.levels or tuple(range(self.search.levels + 1))
+        given = self.transfer.levels if self.transfer else None
+        return given or tuple(range(self.search.num_levels + 1))
 
 
 def _format_loc(loc: tuple[Any, ...]) -> str:

@@ -28,7 +28,7 @@ def canonical_hash(obj: Any, length: int = 10) -> str:
 class Run:
     """One unit of work: a source search or a transfer (ticket x target x optimizer x control)."""
 
-    kind: Literal["search", "transfer"]
+    kind: Literal["search", "transfer", "stability"]
     run_id: str
     seed: int
     config: dict[str, Any]
@@ -46,6 +46,8 @@ class Run:
         c = self.config
         if self.kind == "search":
             return f"search {c['dataset']['name']}"
+        if self.kind == "stability":
+            return f"stability {c['dataset']['name']}"
         src = c.get("source") or "-"
         return f"{c['control']} {src}->{c['target']['name']} ({c['optimizer']['key']})"
 
@@ -92,12 +94,28 @@ def plan(suite: Suite) -> list[Run]:
     """All runs of ``suite`` in dependency order (searches first)."""
     runs: list[Run] = []
     search_ids: dict[str, str] = {}
-    all_levels = tuple(range(suite.search.levels + 1))
+    all_levels = tuple(range(suite.search.num_levels + 1))
     for source in suite.search.sources:
         cfg = search_config(suite, source)
         rid = f"search-{canonical_hash(cfg)}"
         search_ids[source] = rid
         runs += [Run("search", rid, s, cfg, all_levels) for s in suite.seeds]
+    if suite.stability is not None:
+        st = suite.stability
+        for source in suite.search.sources:
+            cfg = {
+                **search_config(suite, source),
+                "kind": "stability",
+                "source_run": search_ids[source],
+                "stability": {"rewind_points": list(st.rewind_points), "points": st.points},
+            }
+            rid = f"stability-{canonical_hash(cfg)}"
+            runs += [
+                Run("stability", rid, s, cfg, tuple(st.levels), (f"{search_ids[source]}/seed_{s}",))
+                for s in suite.seeds
+            ]
+    if suite.transfer is None:
+        return runs
     levels = suite.transfer_levels
     for target in suite.transfer.targets:
         tgt = {"name": target, **_dump(suite.datasets[target])}
