@@ -193,7 +193,7 @@ def adjust_pvalues(pvalues: Sequence[float] | np.ndarray, method: str = "holm") 
 
 @dataclass(frozen=True)
 class Summary:
-    """Mean, sample standard deviation (ddof=1, NaN for n < 2) and count of one sample."""
+    """Mean, sample standard deviation (ddof=1; NaN for n < 2, exactly 0 for constant) and count."""
 
     mean: float
     std: float
@@ -205,7 +205,7 @@ def summarize(values: Samples) -> Summary:
     x = np.asarray(values, dtype=float)
     n = int(x.size)
     mean = float(x.mean()) if n else math.nan
-    std = float(x.std(ddof=1)) if n >= 2 else math.nan
+    std = math.nan if n < 2 else 0.0 if np.ptp(x) == 0 else float(x.std(ddof=1))
     return Summary(mean, std, n)
 
 
@@ -320,6 +320,8 @@ def hedges_g(a: Samples, b: Samples) -> float:
     y = np.asarray(b, dtype=float)
     n1, n2 = x.size, y.size
     if n1 < 2 or n2 < 2:
+        return math.nan
+    if np.ptp(x) == 0 and np.ptp(y) == 0:  # exact check; float noise would give a huge g
         return math.nan
     df = n1 + n2 - 2
     pooled = math.sqrt(((n1 - 1) * x.var(ddof=1) + (n2 - 1) * y.var(ddof=1)) / df)
@@ -483,12 +485,15 @@ def compare_samples(
     cis = {"ticket": (x,), "baseline": (y,), "diff": (x, y)}
     if paired:
         cis["paired"] = (d,)
+    if min(s1.n, s2.n) < MIN_BOOTSTRAP_N:
+        notes.append(f"n < {MIN_BOOTSTRAP_N} (n = {s1.n}/{s2.n}): no bootstrap CI")
     for key, data in cis.items():
         ci = bootstrap_ci(*data, **ci_kw)
         row[f"{key}_ci_low"], row[f"{key}_ci_high"] = ci.low, ci.high
-        notes.append(ci.note)
+        if ci.method:  # n < 3 is reported once above
+            notes.append(ci.note)
         methods.append(ci.method)
-    row["ci_method"] = ", ".join(dict.fromkeys(m for m in methods if m))
+    row["ci_method"] = ", ".join(m for m in ("BCa", "percentile") if m in methods)
 
     # Tests.
     w = welch(x, y)
@@ -514,7 +519,7 @@ def compare_samples(
     if s1.n != s2.n:
         notes.append(f"unequal n ({s1.n} vs {s2.n})")
     notes.append(_zero_variance_note(x, y, names))
-    if paired and used not in UNPAIRED_FALLBACK:
+    if paired and used not in UNPAIRED_FALLBACK and min(s1.n, s2.n) >= 2:
         # Say why a paired column is empty even when the primary test is unpaired.
         notes.extend(results[t][2] for t in UNPAIRED_FALLBACK)
 
@@ -1096,7 +1101,7 @@ def auc_table(
 # -------------------------------------------------------------------------------- source vs source
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # DataFrames have no boolean equality
 class SourceComparison:
     """Source A vs source B on one target: the integrated (AUC) row and per-level rows.
 

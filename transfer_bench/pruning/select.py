@@ -41,20 +41,31 @@ def check_scope(scope: str) -> str:
 def _top_of_kept(scores: torch.Tensor, kept: torch.Tensor, k: int, what: str) -> torch.Tensor:
     """Flat bool mask keeping the ``k`` highest ``scores`` among the ``kept`` entries.
 
-    Ties go to the lower flat index (stable descending sort); pruned entries never come back.
+    Equals the first ``k`` of a stable descending sort (ties go to the lower flat index), computed
+    in linear time: everything above the k-th largest value, then the lowest-index ties.
+    Pruned entries never come back.
     """
     idx = torch.nonzero(kept, as_tuple=True)[0]
-    if k > idx.numel():
+    n = idx.numel()
+    if k > n:
         raise ValueError(
-            f"{what}: cannot keep {k} entries, only {idx.numel()} are still kept "
-            "(density can only decrease)"
+            f"{what}: cannot keep {k} entries, only {n} are still kept (density can only decrease)"
         )
+    out = torch.zeros_like(kept)
+    if k == 0:
+        return out
     values = scores[idx]
     if torch.isnan(values).any():
         raise ValueError(f"{what}: scores contain NaN at kept entries")
-    order = torch.sort(values, descending=True, stable=True).indices
-    out = torch.zeros_like(kept)
-    out[idx[order[:k]]] = True
+    if k == n:
+        out[idx] = True
+        return out
+    threshold = torch.kthvalue(values, n - k + 1).values
+    above = values > threshold
+    ties = values == threshold
+    need = k - int(above.sum())
+    chosen = above | (ties & (torch.cumsum(ties, 0) <= need))
+    out[idx[chosen]] = True
     return out
 
 

@@ -19,14 +19,27 @@ from transfer_bench.runner.store import RunDir
 RunFn = Callable[[Context, Run, RunDir, Callable[[str], None]], list[int]]
 
 
-def _runner(kind: str) -> RunFn:
-    if kind == "search":
-        from transfer_bench.search import run_imp
+def _runner(kind: str, method: str) -> RunFn:
+    """The function that executes a run of this kind (and search method)."""
+    if kind == "transfer":
+        from transfer_bench.transfer import run_transfer
+
+        return run_transfer
+    if kind == "stability":
+        from transfer_bench.search.stability_run import run_stability
+
+        return run_stability
+    if method == "imp":
+        from transfer_bench.search.imp import run_imp
 
         return run_imp
-    from transfer_bench.transfer import run_transfer
+    if method == "early_bird":
+        from transfer_bench.search.early_bird_run import run_early_bird
 
-    return run_transfer
+        return run_early_bird
+    from transfer_bench.search.at_init_run import run_at_init
+
+    return run_at_init
 
 
 @dataclass
@@ -67,7 +80,7 @@ def execute(
             if is_complete(run, ctx.suite_dir):  # finished by another process meanwhile
                 summary.skipped.append(run.key)
             else:
-                done = _runner(run.kind)(ctx, run, rd, status)
+                done = _runner(run.kind, ctx.suite.search.method)(ctx, run, rd, status)
                 rd.mark_done(sorted(set(done) | rd.done_levels()))
                 summary.trained.append(run.key)
         if on_finish:

@@ -27,7 +27,29 @@ STABLE_THRESHOLD = 0.02
 State = dict[str, torch.Tensor]
 
 
-def interpolate_state(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor], alpha: float) -> State:
+def _load(model: nn.Module, state: Mapping[str, torch.Tensor], where: str) -> None:
+    """``load_state_dict`` with a one-line ModelError instead of torch's multi-line RuntimeError."""
+    try:
+        missing, unexpected = model.load_state_dict(dict(state), strict=False)
+    except RuntimeError as exc:
+        detail = " ".join(str(exc).split())[:200]
+        raise ModelError(
+            f"{where}: the state does not fit {type(model).__name__} ({detail}); "
+            "pass a state dict of the same model"
+        ) from None
+    if missing or unexpected:
+        keys = ", ".join(
+            [*(f"missing {k}" for k in missing[:2]), *(f"unexpected {k}" for k in unexpected[:2])]
+        )
+        raise ModelError(
+            f"{where}: the state does not fit {type(model).__name__} ({keys}); "
+            "pass a state dict of the same model"
+        )
+
+
+def interpolate_state(
+    a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor], alpha: float
+) -> State:
     """``alpha * a + (1 - alpha) * b`` for floating-point entries; other entries (e.g. BatchNorm's
     integer ``num_batches_tracked``) are copied from ``a``. alpha 1 / 0 return exact copies of a / b.
     """
@@ -114,14 +136,7 @@ def linear_path_errors(
     path: list[tuple[float, float]] = []
     try:
         for alpha in alphas:
-            try:
-                model.load_state_dict(interpolate_state(state_a, state_b, alpha))
-            except RuntimeError as exc:
-                first = str(exc).strip().splitlines()[0]
-                raise ModelError(
-                    f"linear_path_errors: the states do not fit {type(model).__name__} ({first}); "
-                    "pass states of this model"
-                ) from None
+            _load(model, interpolate_state(state_a, state_b, alpha), "linear_path_errors")
             if masks:
                 apply_masks_(model, masks)
             _, acc = evaluate(model, x, y, batch_size)
@@ -165,14 +180,7 @@ def instability(
     model: nn.Module | None = None
     for seed in seeds:
         model = model_factory().to(device)
-        try:
-            model.load_state_dict(dict(start_state))
-        except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[0]
-            raise ModelError(
-                f"instability: start_state does not fit {type(model).__name__} ({first}); "
-                "pass a state of the factory's model"
-            ) from None
+        _load(model, start_state, "instability start_state")
         out = train(
             model,
             data,

@@ -1,0 +1,320 @@
+"""Paper-ready comparison tables: CSV (all columns), Markdown and LaTeX (booktabs).
+
+Input is a ``stats.comparison_table`` / ``stats.auc_table`` / ``stats.compare`` frame; its ``attrs``
+(test, correction, metric, resamples) feed the caption, so the table always says how it was made.
+Accuracies are shown in percent, differences in percentage points with their bootstrap CI, and
+adjusted p-values carry significance marks (* < 0.05, ** < 0.01, *** < 0.001). The LaTeX string is
+built here rather than with ``Styler.to_latex``: cells mix escaped names with math (``$\\pm$``), and
+jinja2 (which Styler needs) is not a declared dependency.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from transfer_bench.analysis.frame import atomic_write_text
+
+MARKS: tuple[tuple[float, str], ...] = ((0.001, "***"), (0.01, "**"), (0.05, "*"))
+TEST_NAMES: dict[str, str] = {
+    "welch": "Welch's t-test",
+    "mannwhitney": "Mann-Whitney U test",
+    "paired_t": "paired t-test",
+    "wilcoxon": "Wilcoxon signed-rank test",
+}
+CORRECTION_NAMES: dict[str, str] = {
+    "holm": "Holm correction",
+    "bh": "Benjamini-Hochberg (FDR) correction",
+    "none": "no multiple-comparison correction",
+}
+METRIC_NAMES: dict[str, str] = {
+    "test_accuracy": "Final test accuracy",
+    "best_test_accuracy": "Best test accuracy",
+}
+PAIRED_TESTS = ("paired_t", "wilcoxon")
+MISSING = "–"
+
+# LaTeX replacements for special characters (backslash first is handled by a single pass).
+_LATEX = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+    "±": r"\ensuremath{\pm}",
+    "Δ": r"\ensuremath{\Delta}",
+    "−": r"\ensuremath{-}",
+    "–": "--",
+    "≥": r"\ensuremath{\geq}",
+}
+
+
+# ------------------------------------------------------------------------------------- formatting
+
+
+def significance_marks(p_adj: float) -> str:
+    """ "***" for p_adj < 0.001, "**" < 0.01, "*" < 0.05, else "" (also for NaN)."""
+    if not (isinstance(p_adj, int | float) and math.isfinite(p_adj)):
+        return ""
+    return next((mark for bound, mark in MARKS if p_adj < bound), "")
+
+
+def escape_latex(text: object) -> str:
+    """Escape LaTeX special characters (``_`` -> ``\\_``) and map ±, Δ, – to LaTeX."""
+    return "".join(_LATEX.get(ch, ch) for ch in str(text))
+
+
+def _escape_markdown(text: str) -> str:
+    return text.replace("|", "\\|").replace("*", "\\*")
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _name(value: Any) -> str:
+    return (
+        MISSING if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+    )
+
+
+def fmt_percent_remaining(pct: float) -> str:
+    """Weights remaining: one decimal from 1 % up ("10.7"), two significant digits below ("0.42")."""
+    if not _finite(pct):
+        return MISSING
+    return f"{pct:.1f}" if pct >= 1.0 else f"{pct:.2g}"
+
+
+def fmt_mean_std(mean: float, std: float) -> str:
+    """Accuracy fraction as percent "93.12 ± 0.45" (std omitted when undefined)."""
+    if not _finite(mean):
+        return MISSING
+    return f"{100 * mean:.2f} ± {100 * std:.2f}" if _finite(std) else f"{100 * mean:.2f}"
+
+
+def fmt_diff(diff: float, low: float, high: float) -> str:
+    """Difference in percentage points with its CI: "+3.10 [+1.20, +4.85]"."""
+    if not _finite(diff):
+        return MISSING
+    ci = f" [{100 * low:+.2f}, {100 * high:+.2f}]" if _finite(low) and _finite(high) else ""
+    return f"{100 * diff:+.2f}{ci}"
+
+
+def fmt_p_marked(p: float) -> str:
+    """p-value with three decimals ("<0.001" below) and significance marks; "–" when untested."""
+    if not _finite(p):
+        return MISSING
+    text = "<0.001" if p < 0.001 else f"{p:.3f}"
+    return text + significance_marks(p)
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return format(value, spec) if _finite(value) else MISSING
+
+
+# ---------------------------------------------------------------------------------- display frame
+
+
+def _baseline_label(row: pd.Series) -> str:
+    label = str(row.get("baseline", "baseline"))
+    source = _name(row.get("baseline_source", ""))
+    if source not in ("", MISSING, _name(row.get("source"))) and label != "dense":
+        label += f" ({source})"
+    return label
+
+
+def _diff_cell(row: pd.Series) -> str:
+    """Δ with the paired-difference CI where a paired test was used, else the independent CI."""
+    if row.get("test") in PAIRED_TESTS and _finite(row.get("paired_ci_low")):
+        return fmt_diff(row["diff"], row["paired_ci_low"], row["paired_ci_high"])
+    return fmt_diff(row["diff"], row.get("diff_ci_low"), row.get("diff_ci_high"))
+
+
+def _remaining_cell(row: pd.Series) -> str:
+    if "percent_remaining" in row.index:
+        return fmt_percent_remaining(row["percent_remaining"])
+    low, high = row.get("density_min"), row.get("density_max")
+    if not (_finite(low) and _finite(high)):
+        return MISSING
+    return f"{fmt_percent_remaining(100 * high)}–{fmt_percent_remaining(100 * low)}"
+
+
+def display_frame(cmp: pd.DataFrame) -> pd.DataFrame:
+    """The human-readable table (strings): keys, accuracies in %, Δ in points, effects, p_adj.
+
+    Constant columns are folded into headers: a single treatment arm names the first accuracy
+    column, a single baseline the second; the optimizer column is shown only when it varies.
+    """
+    rows = [r for _, r in cmp.iterrows()]
+    controls = {str(r.get("control", "ticket")) for r in rows} or {"ticket"}
+    baselines = {_baseline_label(r) for r in rows} or {str(cmp.attrs.get("baseline", ""))}
+    columns: list[tuple[str, Callable[[pd.Series], str]]] = [("Target", lambda r: str(r.target))]
+    if "optimizer" in cmp.columns and cmp["optimizer"].nunique(dropna=False) > 1:
+        columns.append(("Optimizer", lambda r: _name(r.optimizer)))
+    columns.append(("Source", lambda r: _name(r.source)))
+    if len(controls) > 1:
+        columns.append(("Arm", lambda r: str(r.control)))
+    if len(baselines) > 1:
+        columns.append(("Baseline", _baseline_label))
+    arm = next(iter(controls)) if len(controls) == 1 else "Arm"
+    base = next(iter(baselines)) if len(baselines) == 1 else "Baseline"
+    columns += [
+        ("Remaining (%)", _remaining_cell),
+        (f"{arm} (%)", lambda r: fmt_mean_std(r.ticket_mean, r.ticket_std)),
+        (f"{base} (%)", lambda r: fmt_mean_std(r.baseline_mean, r.baseline_std)),
+        ("n", lambda r: f"{r.ticket_n}/{r.baseline_n}"),
+        ("Δ (points)", _diff_cell),
+    ]
+    if "hedges_g" in cmp.columns:
+        columns += [
+            ("g", lambda r: _fmt(r.hedges_g, ".2f")),
+            ("P(A>B)", lambda r: _fmt(r.prob_improvement, ".2f")),
+        ]
+    columns.append(("p (adj.)", lambda r: fmt_p_marked(r.p_adj)))
+    data = {header: [fn(r) for r in rows] for header, fn in columns}
+    return pd.DataFrame(data, columns=[h for h, _ in columns])
+
+
+def _n_text(cmp: pd.DataFrame) -> str:
+    ns = sorted({int(n) for c in ("ticket_n", "baseline_n") if c in cmp for n in cmp[c] if n > 0})
+    if not ns:
+        return "no seeds"
+    span = str(ns[0]) if len(ns) == 1 else f"{ns[0]}–{ns[-1]}"
+    return f"n = {span} seeds per arm"
+
+
+def _arms(cmp: pd.DataFrame, info: Mapping[str, Any]) -> str:
+    controls = set(cmp["control"].dropna()) if "control" in cmp.columns else {"ticket"}
+    baselines = {_baseline_label(r) for _, r in cmp.iterrows()}
+    arm = next(iter(controls)) if len(controls) == 1 else "arm"
+    base = next(iter(baselines)) if len(baselines) == 1 else info.get("baseline") or "baseline"
+    return f"{arm} − {base}"
+
+
+def caption_text(cmp: pd.DataFrame, context: Mapping[str, Any] | None = None) -> str:
+    """Plain-text caption naming the metric, n, CI method, test and correction.
+
+    ``context`` overrides ``cmp.attrs`` (keys: metric, test, correction, n_resamples,
+    confidence_level, baseline) and may add ``title`` (first sentence) and ``note`` (last).
+    """
+    info = {**cmp.attrs, **(context or {})}
+    metric = str(info.get("metric", "test_accuracy"))
+    test = str(info.get("test", "welch"))
+    correction = str(info.get("correction", "holm"))
+    parts = []
+    if info.get("title"):
+        parts.append(str(info["title"]).rstrip(".") + ".")
+    what = METRIC_NAMES.get(metric, metric)
+    if info.get("table") == "auc":
+        what += " averaged over log10(density) (normalised area under the accuracy curve)"
+    parts.append(f"{what} in percent, mean ± std over {_n_text(cmp)}.")
+    methods = ", ".join(sorted({m for v in cmp.get("ci_method", []) for m in str(v).split(", ")}))
+    resamples = int(info.get("n_resamples", 0) or 0)
+    if resamples > 0 and "diff_ci_low" in cmp.columns:
+        level = 100 * float(info.get("confidence_level", 0.95))
+        how = "BCa" if methods in ("", "BCa") else "BCa; percentile where BCa was undefined"
+        paired = test in PAIRED_TESTS
+        parts.append(
+            f"Δ = {_arms(cmp, info)} in percentage points with {level:g}% bootstrap CI ({how}, "
+            f"{resamples} resamples{', of per-seed differences where paired' if paired else ''})."
+        )
+    else:
+        parts.append(f"Δ = {_arms(cmp, info)} in percentage points.")
+    if "hedges_g" in cmp.columns:
+        parts.append("g: Hedges' g; P(A>B): probability of improvement.")
+    used = set(cmp["test"].dropna()) if "test" in cmp.columns else {test}
+    fallback = sorted(used - {test})
+    test_text = TEST_NAMES.get(test, test)
+    if fallback:
+        test_text += " (" + ", ".join(TEST_NAMES.get(t, t) for t in fallback) + " where unpaired)"
+    m = int(cmp["p"].notna().sum()) if "p" in cmp.columns else len(cmp)
+    parts.append(
+        f"p: {test_text}, {CORRECTION_NAMES.get(correction, correction)} over {m} comparisons; "
+        "marks on adjusted p: * < 0.05, ** < 0.01, *** < 0.001."
+    )
+    if info.get("note"):
+        parts.append(str(info["note"]).rstrip(".") + ".")
+    return " ".join(parts)
+
+
+# ---------------------------------------------------------------------------------------- writers
+
+
+def to_markdown(cmp: pd.DataFrame, caption: str | None = None) -> str:
+    """GitHub-flavoured Markdown table of ``display_frame(cmp)``, caption as a paragraph above."""
+    table = display_frame(cmp)
+    lines = [
+        "| " + " | ".join(_escape_markdown(h) for h in table.columns) + " |",
+        "|" + "---|" * len(table.columns),
+    ]
+    for values in table.itertuples(index=False):
+        lines.append("| " + " | ".join(_escape_markdown(str(v)) for v in values) + " |")
+    text = "\n".join(lines)
+    return f"{caption}\n\n{text}" if caption else text
+
+
+def to_latex(cmp: pd.DataFrame, caption: str | None = None, label: str | None = None) -> str:
+    """A booktabs ``table`` environment (``\\usepackage{booktabs}``) of ``display_frame(cmp)``.
+
+    Names are escaped, text columns left- and number columns right-aligned, a ``\\midrule``
+    separates targets; ``caption`` (plain text, escaped here) and ``label`` are optional.
+    """
+    table = display_frame(cmp)
+    text_cols = {"Target", "Optimizer", "Source", "Arm", "Baseline"}
+    align = "".join("l" if h in text_cols else "r" for h in table.columns)
+    lines = [r"\begin{table}[htbp]", r"\centering"]
+    if caption:
+        lines.append(rf"\caption{{{escape_latex(caption)}}}")
+    if label:
+        lines.append(rf"\label{{{label}}}")
+    lines += [
+        rf"\begin{{tabular}}{{{align}}}",
+        r"\toprule",
+        " & ".join(escape_latex(h) for h in table.columns) + r" \\",
+        r"\midrule",
+    ]
+    previous = None
+    for values in table.itertuples(index=False):
+        if previous is not None and values[0] != previous:
+            lines.append(r"\midrule")
+        previous = values[0]
+        lines.append(" & ".join(escape_latex(v) for v in values) + r" \\")
+    if table.empty:
+        lines.append(rf"\multicolumn{{{len(table.columns)}}}{{c}}{{no comparisons}} \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(
+    cmp: pd.DataFrame,
+    out_dir: Path,
+    stem: str,
+    caption_context: Mapping[str, Any] | None = None,
+    *,
+    label: str | None = None,
+) -> list[Path]:
+    """Write ``<stem>.csv`` (every column, raw numbers), ``<stem>.md`` and ``<stem>.tex``.
+
+    Writes are atomic. The caption comes from ``caption_text(cmp, caption_context)``; the LaTeX
+    label defaults to ``tab:<stem>``. Returns the three paths in that order.
+    """
+    out_dir = Path(out_dir)
+    caption = caption_text(cmp, caption_context)
+    return [
+        atomic_write_text(out_dir / f"{stem}.csv", cmp.to_csv(index=False)),
+        atomic_write_text(out_dir / f"{stem}.md", to_markdown(cmp, caption) + "\n"),
+        atomic_write_text(
+            out_dir / f"{stem}.tex", to_latex(cmp, caption=caption, label=label or f"tab:{stem}")
+        ),
+    ]
