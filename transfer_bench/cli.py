@@ -189,6 +189,89 @@ def report(
     console.print(f"report: {_write_report(suite_dir, suite)}")
 
 
+ResultsDirArg = Annotated[
+    Path, typer.Argument(help="A suite's results folder (results/<suite>) or its suite file.")
+]
+
+
+@app.command()
+def compare(
+    results_dir: ResultsDirArg,
+    baseline: Annotated[
+        str | None, typer.Option(help="Control to compare with (default: the suite's).")
+    ] = None,
+    test: Annotated[
+        str | None, typer.Option(help="welch, mannwhitney, paired_t or wilcoxon.")
+    ] = None,
+    correction: Annotated[str | None, typer.Option(help="holm, bh or none.")] = None,
+    resamples: Annotated[int | None, typer.Option(help="Bootstrap resamples (0 = no CIs).")] = None,
+) -> None:
+    """Statistics of every arm vs a baseline: tables as CSV, Markdown and LaTeX under tables/."""
+    from transfer_bench.analysis.report import analyse, parse_analysis
+    from transfer_bench.analysis.tables import caption_text, to_markdown, write_tables
+
+    suite, suite_dir = _suite_of_results(results_dir)
+    overrides = {
+        "baseline": baseline,
+        "test": test,
+        "correction": correction,
+        "n_resamples": resamples,
+    }
+    spec = parse_analysis(
+        {**suite.analysis.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
+    )
+    a = analyse(suite_dir, spec)
+    if a.comparison.empty:
+        raise TransferBenchError(
+            f"{suite_dir}: nothing to compare with {spec.baseline}; run the suite first "
+            "(transfer-bench run SUITE) or choose another --baseline"
+        )
+    for stem, table in (("comparison", a.comparison), ("auc", a.auc), ("sources", a.sources_auc)):
+        if table.empty:
+            continue
+        paths = write_tables(table, suite_dir / "tables", stem, {"title": f"{suite.name}: {stem}"})
+        console.print(caption_text(table, {"title": f"{suite.name}: {stem}"}))
+        console.print(to_markdown(table), markup=False, highlight=False, soft_wrap=True)
+        console.print("written: " + ", ".join(str(p) for p in paths) + "\n")
+
+
+@app.command("plot")
+def plot_cmd(
+    results_dir: ResultsDirArg,
+    kind: Annotated[
+        str,
+        typer.Option(
+            help="sparsity_curve, transfer_matrix, optimizer_transfer, mask_overlap, layer_density or training_curves."
+        ),
+    ] = "sparsity_curve",
+    formats: Annotated[
+        str, typer.Option("--format", help="Comma-separated: png,pdf,svg.")
+    ] = "png,pdf,svg",
+    width: Annotated[str | None, typer.Option(help="single or double (column width).")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Output path without suffix (default: figures/<kind>).")
+    ] = None,
+) -> None:
+    """Draw one figure from a suite's results."""
+    from transfer_bench.analysis.plots import FIGURE_KINDS, plot
+
+    if kind not in FIGURE_KINDS:
+        raise TransferBenchError(
+            f"--kind {kind!r} is unknown; choose one of {', '.join(FIGURE_KINDS)}"
+        )
+    suite, suite_dir = _suite_of_results(results_dir)
+    if width not in (None, "single", "double"):
+        raise TransferBenchError(f"--width {width!r}: use single or double")
+    paths = plot(
+        kind,
+        suite_dir,
+        out or suite_dir / "figures" / kind,
+        formats=[f.strip() for f in formats.split(",") if f.strip()],
+        width=width,
+    )
+    console.print("written: " + ", ".join(str(p) for p in paths))
+
+
 @ticket_app.command("inspect")
 def ticket_inspect(path: Path) -> None:
     """Show a ticket's layers, shapes, densities and provenance."""

@@ -263,13 +263,39 @@ class TransferSpec(_Model):
 
 
 class AnalysisSpec(_Model):
-    """How the report compares tickets with the baseline control."""
+    """How the report compares tickets (and other controls) with the ``baseline`` control.
+
+    ``test`` is the primary test whose p-values are corrected (``holm`` family-wise, ``bh`` false
+    discovery rate) over the comparison table; every table also reports Welch, Mann-Whitney, paired
+    tests when seeds pair, BCa bootstrap CIs (``n_resamples``, 0 = none) and effect sizes. ``plots``
+    are drawn when the results have what they need (e.g. ``optimizer_transfer`` needs two optimizers).
+    """
 
     metric: Literal["test_accuracy", "best_test_accuracy"] = "test_accuracy"
     baseline: Control = "random_reinit"
     test: Literal["welch", "mannwhitney", "paired_t", "wilcoxon"] = "welch"
     correction: Literal["holm", "bh", "none"] = "holm"
     alpha: float = Field(0.05, gt=0.0, lt=1.0)
+    n_resamples: int = Field(9999, ge=0, le=1_000_000)
+    plots: tuple[
+        Literal[
+            "sparsity_curve",
+            "transfer_matrix",
+            "optimizer_transfer",
+            "mask_overlap",
+            "layer_density",
+            "training_curves",
+        ],
+        ...,
+    ] = (
+        "sparsity_curve",
+        "transfer_matrix",
+        "optimizer_transfer",
+        "mask_overlap",
+        "layer_density",
+        "training_curves",
+    )
+    width: Literal["single", "double"] | None = None
 
 
 class Suite(_Model):

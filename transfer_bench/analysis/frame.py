@@ -181,3 +181,27 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
 def atomic_write_text(path: Path, text: str) -> Path:
     """``atomic_write_bytes`` for UTF-8 text."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def with_own_ticket_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Add ``own_ticket`` rows derived from ``ticket`` rows whose source is the target.
+
+    The plan does not retrain a target's own ticket as a separate control when the target is also a
+    transfer source (its ``ticket`` arm is that computation); analysis sees it under both names.
+    Derived rows carry ``derived = True``.
+    """
+    if df.empty or "control" not in df.columns:
+        return df
+    t = df[
+        (df["kind"] == "transfer") & (df["control"] == "ticket") & (df["source"] == df["target"])
+    ]
+    if t.empty:
+        return df
+    have = df[df["control"] == "own_ticket"]
+    keys = set(zip(have["target"], have["optimizer"], have["level"], have["seed"], strict=True))
+    extra = t[[(r.target, r.optimizer, r.level, r.seed) not in keys for r in t.itertuples()]].copy()
+    if extra.empty:
+        return df
+    extra["control"] = "own_ticket"
+    extra["derived"] = True
+    return pd.concat([df, extra], ignore_index=True)

@@ -1,187 +1,49 @@
-"""The Markdown report of a suite: run counts, ticket-vs-control table, figure, findings, warnings.
+"""The report of a suite: configuration, run counts and compute, tables, figures, findings, warnings.
 
-``write_report`` reads ``result.json`` files below the suite directory and writes, atomically,
-``report.md``, ``figures/sparsity_curve.{png,pdf}`` and ``tables/comparison.csv``. Warnings raised
-while loading and analysing (skipped files, untestable comparisons) are listed in the report and
-re-issued to the caller, so nothing is silently dropped.
+``write_report`` reads the results below a suite's folder and writes, atomically: ``report.md`` and
+a self-contained ``report.html`` (figures embedded), ``tables/comparison.{csv,md,tex}`` (each arm vs
+the baseline per target, optimizer and density), ``tables/auc.{csv,md,tex}`` (the sparsity-integrated
+comparison) and ``figures/<kind>.{png,pdf,svg}``. Warnings raised while loading and analysing are
+listed in the report and re-issued to the caller, so nothing is silently dropped.
 """
 
 from __future__ import annotations
 
+import base64
 import math
+import re
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from pydantic import ValidationError
 
-from transfer_bench.analysis.frame import atomic_write_text, load_results
-from transfer_bench.analysis.plots import sparsity_curve
-from transfer_bench.analysis.stats import compare
+from transfer_bench.analysis.frame import (
+    atomic_write_text,
+    load_results,
+    with_own_ticket_rows,
+)
+from transfer_bench.analysis.stats import auc_table, comparison_table
+from transfer_bench.analysis.tables import (
+    caption_text,
+    to_markdown,
+    write_tables,
+)
 from transfer_bench.config import AnalysisSpec, format_validation_error
 from transfer_bench.errors import ConfigError
 
-FIGURE_BASE = Path("figures") / "sparsity_curve"
-TABLE_PATH = Path("tables") / "comparison.csv"
 REPORT_NAME = "report.md"
-CORRECTION_NAMES = {"holm": "Holm correction", "none": "no correction"}
-
-
-# ---------------------------------------------------------------------------------------- format
-
-
-def fmt_percent_remaining(pct: float) -> str:
-    """Weights remaining: one decimal from 1 % up ("10.7%"), two significant digits below ("0.42%")."""
-    if not math.isfinite(pct):
-        return "–"
-    return f"{pct:.1f}%" if pct >= 1.0 else f"{pct:.2g}%"
-
-
-def fmt_acc(mean: float, std: float, n: int) -> str:
-    """Accuracy fraction as percent "93.12 ± 0.45 (3)"; std omitted when undefined."""
-    if n == 0 or not math.isfinite(mean):
-        return "–"
-    spread = f" ± {100 * std:.2f}" if math.isfinite(std) else ""
-    return f"{100 * mean:.2f}{spread} ({n})"
-
-
-def fmt_points(diff: float) -> str:
-    """A difference of accuracy fractions in percentage points, signed ("+3.10")."""
-    return "–" if not math.isfinite(diff) else f"{100 * diff:+.2f}"
-
-
-def fmt_p(p: float) -> str:
-    """p-value with three decimals, "<0.001" below that, "–" when untested."""
-    if not math.isfinite(p):
-        return "–"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
-
-
-def fmt_p_eq(name: str, p: float) -> str:
-    """ "p_holm = 0.004" / "p_holm < 0.001" for prose."""
-    text = fmt_p(p)
-    return f"{name} < 0.001" if text == "<0.001" else f"{name} = {text}"
-
-
-def _cell(value: object) -> str:
-    return str(value).replace("|", "\\|")
-
-
-def markdown_table(header: list[str], rows: list[list[object]]) -> str:
-    """A GitHub-flavoured Markdown table."""
-    lines = ["| " + " | ".join(_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-# -------------------------------------------------------------------------------------- sections
-
-
-def counts_section(df: pd.DataFrame) -> str:
-    """Number of runs by kind and control, plus the seeds, sources and targets seen."""
-    if df.empty:
-        return "## Runs\n\nNo readable `result.json` files were found."
-    counts = df.groupby(["kind", "control"], dropna=False).size().reset_index(name="trainings")
-    table = markdown_table(["kind", "control", "trainings"], counts.values.tolist())
-
-    transfer = df[df["kind"] == "transfer"]
-
-    def seen(col: str, rows: pd.DataFrame = transfer) -> str:
-        return ", ".join(str(v) for v in sorted(rows[col].dropna().unique())) or "–"
-
-    return (
-        f"## Runs\n\n{len(df)} finished trainings (one per run, seed and level); seeds: {seen('seed', df)}; transfer sources: {seen('source')}; "
-        f"targets: {seen('target')}; optimizers: {seen('optimizer')}.\n\n{table}"
-    )
-
-
-def comparison_section(cmp: pd.DataFrame, spec: AnalysisSpec) -> str:
-    """Per target and optimizer: ticket vs baseline table, one row per source and level."""
-    title = (
-        f"## Ticket vs {spec.baseline}\n\nMetric: `{spec.metric}` in percent, mean ± std (n seeds); "
-        f"diff in percentage points; Welch t-test, {CORRECTION_NAMES[spec.correction]} over all "
-        f"{len(cmp)} comparisons, * = significant at alpha = {spec.alpha:g}."
-    )
-    if cmp.empty:
-        return f"{title}\n\nNo ticket transfers to compare."
-    p_adj = "p (Holm)" if spec.correction == "holm" else "p (adj.)"
-    header = [
-        "source",
-        "level",
-        "weights remaining",
-        "ticket",
-        spec.baseline,
-        "diff (points)",
-        "p (Welch)",
-        p_adj,
-        "sig.",
-    ]
-    parts = [title]
-    for (target, optimizer), group in cmp.groupby(
-        ["target", "optimizer"], dropna=False, sort=False
-    ):
-        rows = [
-            [
-                r.source,
-                r.level,
-                fmt_percent_remaining(r.percent_remaining),
-                fmt_acc(r.ticket_mean, r.ticket_std, r.ticket_n),
-                fmt_acc(r.baseline_mean, r.baseline_std, r.baseline_n),
-                fmt_points(r.diff),
-                fmt_p(r.p),
-                fmt_p(r.p_adj),
-                "*" if r.significant else "",
-            ]
-            for r in group.itertuples()
-        ]
-        parts.append(f"### {target} ({optimizer})\n\n{markdown_table(header, rows)}")
-    return "\n\n".join(parts)
-
-
-def findings(cmp: pd.DataFrame, spec: AnalysisSpec) -> list[str]:
-    """Plain-language statements generated from the comparison table."""
-    if cmp.empty:
-        return []
-    multi_opt = cmp["optimizer"].nunique(dropna=False) > 1
-    p_name = "p_holm" if spec.correction == "holm" else "p"
-    out = []
-    for (source, target, optimizer), group in cmp.groupby(
-        ["source", "target", "optimizer"], dropna=False, sort=False
-    ):
-        where = f"{target} ({optimizer})" if multi_opt else str(target)
-        who = f"Ticket from {source}"
-        for r in group[group["significant"]].itertuples():
-            verb = "beats" if r.diff > 0 else "is worse than"
-            out.append(
-                f"{who} {verb} {spec.baseline} on {where} at "
-                f"{fmt_percent_remaining(r.percent_remaining)} weights remaining: "
-                f"{fmt_points(r.diff)} points, {fmt_p_eq(p_name, r.p_adj)}, "
-                f"n = {r.ticket_n}/{r.baseline_n}"
-            )
-        tested = group[~group["significant"] & group["p_adj"].notna()]
-        if not tested.empty:
-            levels = ", ".join(fmt_percent_remaining(v) for v in tested["percent_remaining"])
-            out.append(
-                f"{who} does not differ significantly from {spec.baseline} on {where} at {levels} "
-                f"weights remaining ({p_name} >= {spec.alpha:g})"
-            )
-        untested = group[group["p_adj"].isna()]
-        if not untested.empty:
-            levels = ", ".join(fmt_percent_remaining(v) for v in untested["percent_remaining"])
-            out.append(
-                f"{who} vs {spec.baseline} on {where} could not be tested at {levels} weights "
-                "remaining (see warnings)"
-            )
-    return out
-
-
-def _bullets(title: str, items: list[str], empty: str) -> str:
-    body = "\n".join(f"- {i}" for i in items) if items else empty
-    return f"## {title}\n\n{body}"
-
-
-# ------------------------------------------------------------------------------------------ main
+HTML_NAME = "report.html"
+TEST_NAMES = {
+    "welch": "Welch's t-test",
+    "mannwhitney": "Mann-Whitney U",
+    "paired_t": "paired t-test",
+    "wilcoxon": "Wilcoxon signed-rank",
+}
+CORRECTION_NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg", "none": "no correction"}
+P_NAMES = {"holm": "p_holm", "bh": "p_bh", "none": "p"}
 
 
 def parse_analysis(analysis: dict[str, Any] | AnalysisSpec | None) -> AnalysisSpec:
@@ -194,8 +56,221 @@ def parse_analysis(analysis: dict[str, Any] | AnalysisSpec | None) -> AnalysisSp
         raise ConfigError(format_validation_error(e, "analysis")) from None
 
 
-def _unique(messages: list[str]) -> list[str]:
-    return list(dict.fromkeys(messages))
+@dataclass
+class Analysis:
+    """Everything the report shows, computed once."""
+
+    results: pd.DataFrame
+    comparison: pd.DataFrame
+    auc: pd.DataFrame
+    sources_auc: pd.DataFrame
+    messages: list[str] = field(default_factory=list)
+
+
+def treatments(df: pd.DataFrame, baseline: str) -> list[str]:
+    """Arms compared with the baseline: the ticket first, then every other non-dense control."""
+    present = set(df.loc[df["kind"] == "transfer", "control"].dropna()) if not df.empty else set()
+    rest = sorted(c for c in present if c not in {"ticket", "dense", baseline})
+    return (["ticket"] if "ticket" in present else []) + rest
+
+
+def analyse(suite_dir: Path, spec: AnalysisSpec) -> Analysis:
+    """Load results and compute every table (warnings are left to the caller to collect)."""
+    df = load_results(suite_dir)
+    if spec.baseline == "own_ticket":  # a target's own ticket may live under its "ticket" arm
+        df = with_own_ticket_rows(df)
+    empty = pd.DataFrame()
+    transfer = df[df["kind"] == "transfer"] if not df.empty else empty
+    arms = treatments(df, spec.baseline)
+    if transfer.empty or not arms or spec.baseline not in set(transfer["control"]):
+        if not transfer.empty:
+            warnings.warn(
+                f"report: no {spec.baseline} runs to compare with; tables left empty", stacklevel=2
+            )
+        return Analysis(df, empty, empty, empty)
+    common = dict(
+        metric=spec.metric,
+        test=spec.test,
+        correction=spec.correction,
+        alpha=spec.alpha,
+        n_resamples=spec.n_resamples,
+        seed=0,
+    )
+    cmp = comparison_table(df, baseline=spec.baseline, treatment=arms, **common)
+    auc = auc_table(df, baseline=spec.baseline, treatment=arms, **common)
+    sources = empty
+    if transfer.loc[transfer["control"] == "ticket", "source"].nunique() > 1:
+        sources = auc_table(df, baseline=None, treatment="ticket", **common)
+    return Analysis(df, cmp, auc, sources)
+
+
+# ---------------------------------------------------------------------------------- sections
+
+
+def fmt_percent_remaining(pct: float) -> str:
+    """Weights remaining: one decimal from 1 % up ("10.7%"), two significant digits below."""
+    if not math.isfinite(pct):
+        return "–"
+    return f"{pct:.1f}%" if pct >= 1.0 else f"{pct:.2g}%"
+
+
+def _points(x: float) -> str:
+    return f"{100 * x:+.2f}" if math.isfinite(x) else "–"
+
+
+def _p(name: str, p: float) -> str:
+    if not math.isfinite(p):
+        return f"{name} n/a"
+    return f"{name} < 0.001" if p < 0.001 else f"{name} = {p:.3f}"
+
+
+def counts_section(df: pd.DataFrame) -> str:
+    if df.empty:
+        return "## Runs\n\nNo readable `result.json` files were found."
+    real = df[~df.get("derived", pd.Series(False, index=df.index)).fillna(False).astype(bool)]
+    g = real.groupby(["kind", "control"], dropna=False)
+    counts = g.size().rename("trainings").to_frame()
+    counts["compute (s)"] = g["seconds"].sum().round(1) if "seconds" in real else float("nan")
+    lines = ["| kind | control | trainings | compute (s) |", "|---|---|---|---|"]
+    for (kind, control), row in counts.iterrows():
+        lines.append(f"| {kind} | {control} | {int(row['trainings'])} | {row['compute (s)']:.1f} |")
+    total = float(real["seconds"].sum()) if "seconds" in real else float("nan")
+    seeds = ", ".join(str(s) for s in sorted(real["seed"].dropna().unique()))
+    return (
+        f"## Runs\n\n{len(real)} finished trainings (one per run, seed and level), seeds {seeds}; "
+        f"total training compute {total / 60:.1f} min (sum of per-training wall time).\n\n"
+        + "\n".join(lines)
+    )
+
+
+def _table_section(
+    title: str, table: pd.DataFrame, stem: str, suite_dir: Path, context: dict
+) -> str:
+    if table.empty:
+        return f"## {title}\n\nNothing to compare (see warnings)."
+    paths = write_tables(table, suite_dir / "tables", stem, context)
+    links = ", ".join(f"[{p.suffix[1:]}](tables/{p.name})" for p in paths)
+    parts = [f"## {title}", caption_text(table, context), f"Tables: {links}."]
+    keys = ["target", "optimizer"] if "optimizer" in table.columns else ["target"]
+    for key, group in table.groupby(keys, sort=True, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        group.attrs = table.attrs
+        parts.append(f"### {' / '.join(str(k) for k in key)}\n\n{to_markdown(group)}")
+    return "\n\n".join(parts)
+
+
+def findings(a: Analysis, spec: AnalysisSpec) -> list[str]:
+    """Plain-language statements generated from the statistics."""
+    out: list[str] = []
+    p_name = P_NAMES[spec.correction]
+    cmp = a.comparison
+    if not cmp.empty:
+        multi_opt = cmp["optimizer"].nunique(dropna=False) > 1
+        for (control, source, target, optimizer), g in cmp.groupby(
+            ["control", "source", "target", "optimizer"], dropna=False, sort=True
+        ):
+            who = f"Ticket from {source}" if control == "ticket" else f"{control} ({source})"
+            where = f"{target} ({optimizer})" if multi_opt else str(target)
+            for r in g[g["significant"].fillna(False).astype(bool)].itertuples():
+                verb = "beats" if r.diff > 0 else "is worse than"
+                ci = ""
+                if math.isfinite(r.diff_ci_low) and math.isfinite(r.diff_ci_high):
+                    ci = f" (95% CI {_points(r.diff_ci_low)} to {_points(r.diff_ci_high)})"
+                out.append(
+                    f"{who} {verb} {spec.baseline} on {where} at "
+                    f"{fmt_percent_remaining(r.percent_remaining)} weights remaining: "
+                    f"{_points(r.diff)} points{ci}, {_p(p_name, r.p_adj)}, n = {r.ticket_n}/{r.baseline_n}."
+                )
+            rest = g[~g["significant"].fillna(False).astype(bool) & g["p_adj"].notna()]
+            if not rest.empty:
+                levels = ", ".join(fmt_percent_remaining(v) for v in rest["percent_remaining"])
+                out.append(
+                    f"{who} does not differ significantly from {spec.baseline} on {where} at "
+                    f"{levels} weights remaining ({p_name} >= {spec.alpha:g})."
+                )
+    for r in a.auc.itertuples() if not a.auc.empty else []:
+        who = f"ticket from {r.source}" if r.control == "ticket" else f"{r.control} ({r.source})"
+        sig = "significantly " if bool(r.significant) else "not significantly "
+        direction = "above" if r.diff > 0 else "below"
+        out.append(
+            f"Integrated over {r.n_levels} densities ({fmt_percent_remaining(100 * r.density_min)} to "
+            f"{fmt_percent_remaining(100 * r.density_max)}), the {who} on {r.target} ({r.optimizer}) is "
+            f"{sig}{direction} {spec.baseline}: {_points(r.diff)} points of mean accuracy, "
+            f"{_p(p_name, r.p_adj)}."
+        )
+    for r in a.sources_auc.itertuples() if not a.sources_auc.empty else []:
+        better = r.source if r.diff > 0 else r.baseline_source
+        worse = r.baseline_source if r.diff > 0 else r.source
+        verdict = "transfers better than" if bool(r.significant) else "is not distinguishable from"
+        out.append(
+            f"On {r.target} ({r.optimizer}), the ticket from {better} {verdict} the ticket from "
+            f"{worse} over all densities: {_points(abs(r.diff))} points, {_p(p_name, r.p_adj)}."
+        )
+    return out
+
+
+def figures_section(a: Analysis, suite_dir: Path, spec: AnalysisSpec) -> tuple[str, list[Path]]:
+    from transfer_bench.analysis.plots import plot
+
+    data = {"results": a.results, "comparison": a.comparison, "suite_dir": suite_dir}
+    parts, pngs = ["## Figures"], []
+    for kind in spec.plots:
+        if kind == "optimizer_transfer" and (
+            a.results.empty or a.results["optimizer"].nunique() < 2
+        ):
+            continue
+        if kind == "transfer_matrix" and (a.results.empty or a.results["source"].nunique() < 2):
+            continue
+        try:
+            paths = (
+                plot(kind, data, suite_dir / "figures" / kind, width=spec.width, metric=spec.metric)
+                if kind
+                in ("sparsity_curve", "transfer_matrix", "optimizer_transfer", "training_curves")
+                else plot(kind, data, suite_dir / "figures" / kind, width=spec.width)
+            )
+        except ConfigError as e:
+            warnings.warn(f"figure {kind}: {e}", stacklevel=2)
+            continue
+        png = next(p for p in paths if p.suffix == ".png")
+        pngs.append(png)
+        others = ", ".join(
+            f"[{p.suffix[1:]}](figures/{p.name})" for p in paths if p.suffix != ".png"
+        )
+        parts.append(f"### {kind}\n\n![{kind}](figures/{png.name})\n\n{others}")
+    return "\n\n".join(parts), pngs
+
+
+# ---------------------------------------------------------------------------------------- html
+
+
+def markdown_to_html(text: str, suite_dir: Path, title: str) -> str:
+    """A self-contained HTML page: the report rendered, every PNG embedded as a data URI."""
+    import markdown
+
+    body = markdown.markdown(text, extensions=["tables", "fenced_code"])
+
+    def embed(m: re.Match[str]) -> str:
+        path = suite_dir / m.group(2)
+        if not path.exists():
+            return m.group(0)
+        data = base64.b64encode(path.read_bytes()).decode()
+        return f'{m.group(1)}"data:image/png;base64,{data}"'
+
+    body = re.sub(r'(<img[^>]*src=)"([^"]+\.png)"', embed, body)
+    style = (
+        "body{font-family:Georgia,serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+        "table{border-collapse:collapse;font-size:0.85em;margin:1em 0}"
+        "th,td{border-bottom:1px solid #ccc;padding:3px 8px;text-align:right}"
+        "th:first-child,td:first-child{text-align:left}img{max-width:100%}"
+        "pre{background:#f6f6f6;padding:1em;overflow-x:auto}"
+    )
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title>"
+        f"<style>{style}</style></head><body>{body}</body></html>\n"
+    )
+
+
+# ---------------------------------------------------------------------------------------- main
 
 
 def write_report(
@@ -205,36 +280,62 @@ def write_report(
     analysis: dict[str, Any] | AnalysisSpec | None = None,
     config_summary: str = "",
 ) -> Path:
-    """Analyse the results below ``suite_dir`` and write ``suite_dir/report.md``; returns its path."""
+    """Analyse the results below ``suite_dir`` and write the report files; returns report.md's path."""
     suite_dir = Path(suite_dir)
     spec = parse_analysis(analysis)
+    context = {"title": f"{suite_name}: each arm vs {spec.baseline}"}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        df = load_results(suite_dir)
-        cmp = compare(
-            df,
-            metric=spec.metric,
-            baseline=spec.baseline,
-            correction=spec.correction,
-            alpha=spec.alpha,
+        a = analyse(suite_dir, spec)
+        cmp_section = _table_section(
+            f"Each arm vs {spec.baseline}", a.comparison, "comparison", suite_dir, context
         )
-        sparsity_curve(df, suite_dir / FIGURE_BASE, metric=spec.metric)
-    atomic_write_text(suite_dir / TABLE_PATH, cmp.to_csv(index=False))
-    messages = _unique([str(w.message) for w in caught])
-
-    fig = FIGURE_BASE.as_posix()
+        auc_section = _table_section(
+            "Sparsity-integrated comparison (mean accuracy over log density)",
+            a.auc,
+            "auc",
+            suite_dir,
+            {"title": f"{suite_name}: area under accuracy vs log density"},
+        )
+        src_section = (
+            _table_section(
+                "Source vs source (integrated over density)",
+                a.sources_auc,
+                "sources",
+                suite_dir,
+                {"title": f"{suite_name}: sources compared"},
+            )
+            if not a.sources_auc.empty
+            else ""
+        )
+        fig_section, _ = figures_section(a, suite_dir, spec)
+    messages = list(dict.fromkeys(str(w.message) for w in caught))
     sections = [f"# Report: {suite_name}"]
     if config_summary.strip():
         sections.append(f"## Configuration\n\n```yaml\n{config_summary.strip()}\n```")
+    head = (
+        f"Primary test: {TEST_NAMES[spec.test]}, {CORRECTION_NAMES[spec.correction]} correction over "
+        f"each table, alpha = {spec.alpha:g}; intervals are BCa bootstrap 95% CIs "
+        f"({spec.n_resamples} resamples) over seeds; accuracies in percent, differences in points."
+    )
+    find = findings(a, spec)
     sections += [
-        counts_section(df),
-        comparison_section(cmp, spec),
-        f"## Figure\n\n![sparsity curve]({fig}.png)\n\nPDF: [{fig}.pdf]({fig}.pdf); "
-        f"table as CSV: [{TABLE_PATH.as_posix()}]({TABLE_PATH.as_posix()})",
-        _bullets("Findings", findings(cmp, spec), "No comparisons could be made."),
-        _bullets("Warnings", messages, "None."),
+        counts_section(a.results),
+        "## Findings\n\n"
+        + head
+        + "\n\n"
+        + ("\n".join(f"- {f}" for f in find) or "No comparisons could be made."),
+        cmp_section,
+        auc_section,
+        src_section,
+        fig_section,
+        "## Warnings\n\n" + ("\n".join(f"- {m}" for m in messages) or "None."),
     ]
-    path = atomic_write_text(suite_dir / REPORT_NAME, "\n\n".join(sections) + "\n")
+    text = "\n\n".join(s for s in sections if s) + "\n"
+    path = atomic_write_text(suite_dir / REPORT_NAME, text)
+    atomic_write_text(
+        suite_dir / HTML_NAME, markdown_to_html(text, suite_dir, f"Report: {suite_name}")
+    )
     for w in caught:
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return path
