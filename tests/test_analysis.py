@@ -342,7 +342,10 @@ def test_write_report(suite_dir: Path) -> None:
     assert "model: lenet_300_100" in text
     assert "| transfer | ticket | 48 |" in text
     assert "![sparsity_curve](figures/sparsity_curve.png)" in text
-    assert "- Ticket from mnist5k beats random_reinit on digits at 51.2% weights remaining: +14." in text
+    assert (
+        "- Ticket from mnist5k beats random_reinit on digits at 51.2% weights remaining: +14."
+        in text
+    )
     assert "p_holm < 0.001, n = 3/3" in text
     assert "does not differ significantly from random_reinit on digits at 100.0%" in text
     assert "Integrated over" in text

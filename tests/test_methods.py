@@ -43,7 +43,9 @@ def suite_with(**changes):
 
 
 def run_suite(tmp: Path, suite) -> Context:
-    ctx = Context(suite=suite, suite_dir=tmp / suite.name, device=torch.device("cpu"), cache_dir=tmp / "cache")
+    ctx = Context(
+        suite=suite, suite_dir=tmp / suite.name, device=torch.device("cpu"), cache_dir=tmp / "cache"
+    )
     execute(ctx, plan(suite))
     return ctx
 
@@ -59,7 +61,13 @@ def search_dir(ctx: Context) -> RunDir:
 @pytest.mark.parametrize("method", ["synflow", "snip", "grasp", "magnitude_init", "random_init"])
 def test_prune_at_init_methods_make_transferable_tickets(tmp_path, method):
     suite = suite_with(
-        search={"sources": ["src"], "method": method, "densities": [0.5, 0.05], "rounds": 10, "scope": "global"},
+        search={
+            "sources": ["src"],
+            "method": method,
+            "densities": [0.5, 0.05],
+            "rounds": 10,
+            "scope": "global",
+        },
         transfer={"targets": ["tgt"], "controls": ["shuffle_layerwise"]},
     )
     ctx = run_suite(tmp_path, suite)
@@ -69,7 +77,10 @@ def test_prune_at_init_methods_make_transferable_tickets(tmp_path, method):
         assert abs(t.density - d) < 1e-3
         assert "collapsed_layers" in t.meta
     recs = records(ctx)
-    assert {r["control"] for r in recs if r["kind"] == "transfer"} == {"ticket", "shuffle_layerwise"}
+    assert {r["control"] for r in recs if r["kind"] == "transfer"} == {
+        "ticket",
+        "shuffle_layerwise",
+    }
     assert all(r["method"] == method for r in recs if r["kind"] == "search")
 
 
@@ -79,13 +90,26 @@ def test_all_five_controls(tmp_path):
         transfer={
             "sources": ["src"],
             "targets": ["tgt"],
-            "controls": ["random_reinit", "shuffle_layerwise", "random_global", "own_ticket", "dense"],
+            "controls": [
+                "random_reinit",
+                "shuffle_layerwise",
+                "random_global",
+                "own_ticket",
+                "dense",
+            ],
         },
     )
     ctx = run_suite(tmp_path, suite)
     recs = [r for r in records(ctx) if r["kind"] == "transfer"]
     by = {(r["control"], r["level"]): r for r in recs}
-    assert {c for c, _ in by} == {"ticket", "random_reinit", "shuffle_layerwise", "random_global", "own_ticket", "dense"}
+    assert {c for c, _ in by} == {
+        "ticket",
+        "random_reinit",
+        "shuffle_layerwise",
+        "random_global",
+        "own_ticket",
+        "dense",
+    }
     for c in ("ticket", "random_reinit", "shuffle_layerwise", "random_global"):
         assert by[(c, 2)]["density"] == pytest.approx(by[("ticket", 2)]["density"], abs=1e-3)
     assert by[("own_ticket", 2)]["source"] == "tgt"
@@ -114,7 +138,11 @@ def test_rewinding_to_k_reproduces_weights_at_k(tmp_path):
 def test_early_bird_magnitude(tmp_path):
     suite = suite_with(
         train={"batch_size": 30, "epochs": 8},
-        search={"sources": ["src"], "method": "early_bird", "early_bird": {"prune_fractions": [0.5, 0.9], "window": 3, "threshold": 0.2}},
+        search={
+            "sources": ["src"],
+            "method": "early_bird",
+            "early_bird": {"prune_fractions": [0.5, 0.9], "window": 3, "threshold": 0.2},
+        },
     )
     ctx = run_suite(tmp_path, suite)
     rd = search_dir(ctx)
@@ -133,7 +161,11 @@ def test_early_bird_bn_channels(tmp_path):
     suite = suite_with(
         model={"name": "resnet20", "options": {"width": 4}},
         train={"batch_size": 40, "epochs": 3},
-        search={"sources": ["src"], "method": "early_bird", "early_bird": {"mask": "bn_channel", "prune_fractions": [0.5], "window": 2}},
+        search={
+            "sources": ["src"],
+            "method": "early_bird",
+            "early_bird": {"mask": "bn_channel", "prune_fractions": [0.5], "window": 2},
+        },
         transfer={"targets": ["tgt"], "controls": []},
     )
     ctx = run_suite(tmp_path, suite)

@@ -214,20 +214,21 @@ def figures_section(a: Analysis, suite_dir: Path, spec: AnalysisSpec) -> tuple[s
 
     data = {"results": a.results, "comparison": a.comparison, "suite_dir": suite_dir}
     parts, pngs = ["## Figures"], []
+    tickets_exist = any(suite_dir.glob("*/seed_*/level_*/ticket.ticket"))
     for kind in spec.plots:
-        if kind == "optimizer_transfer" and (
+        if kind in ("optimizer_transfer",) and (
             a.results.empty or a.results["optimizer"].nunique() < 2
         ):
             continue
         if kind == "transfer_matrix" and (a.results.empty or a.results["source"].nunique() < 2):
             continue
+        if kind in ("mask_overlap", "layer_density") and not tickets_exist:
+            continue
+        options: dict[str, Any] = {}
+        if kind in ("sparsity_curve", "transfer_matrix", "optimizer_transfer"):
+            options["metric"] = spec.metric
         try:
-            paths = (
-                plot(kind, data, suite_dir / "figures" / kind, width=spec.width, metric=spec.metric)
-                if kind
-                in ("sparsity_curve", "transfer_matrix", "optimizer_transfer", "training_curves")
-                else plot(kind, data, suite_dir / "figures" / kind, width=spec.width)
-            )
+            paths = plot(kind, data, suite_dir / "figures" / kind, width=spec.width, **options)
         except ConfigError as e:
             warnings.warn(f"figure {kind}: {e}", stacklevel=2)
             continue

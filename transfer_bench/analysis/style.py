@@ -5,9 +5,9 @@ column (3.25 in) or the full page (6.75 in). The style is applied per figure thr
 ``matplotlib.rc_context`` (``paper_style``), so global ``rcParams`` are never changed.
 
 ``StyleMap`` gives every source dataset and every control one colour (seaborn's colour-blind-safe
-palette) and one marker, assigned by sorted name, sources first and then the controls in the fixed
-order ``CONTROL_ORDER``. Built once from a suite's results frame, it makes the same source look the
-same in every figure of that suite.
+palette, ``palette()``) and one marker, assigned by sorted name, sources first and then the
+controls in the fixed order ``CONTROL_ORDER``. Built once from a suite's results frame, it makes
+the same source look the same in every figure of that suite.
 """
 
 from __future__ import annotations
@@ -38,6 +38,9 @@ CONTROL_ORDER: tuple[str, ...] = (
 TICKET_CONTROLS: tuple[str, ...] = ("ticket", "imp")
 PALETTE = "colorblind"
 PALETTE_SIZE = 10
+# blue, orange, green, pink, grey, brown, light blue, vermillion, yellow, light pink: orange and
+# vermillion (hard to tell apart) are far apart in the assignment order.
+PALETTE_ORDER: tuple[int, ...] = (0, 1, 2, 4, 7, 5, 9, 3, 8, 6)
 MARKERS: tuple[str, ...] = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")
 CONTROL_LINESTYLES: Mapping[str, Any] = MappingProxyType(
     {
@@ -137,8 +140,11 @@ def new_figure(width: str | float, height: float) -> Figure:
     return Figure(figsize=(figure_width(width), max(1.2, float(height))), layout="constrained")
 
 
-def _palette(n: int) -> list[tuple[float, float, float]]:
-    return [tuple(c) for c in sns.color_palette(PALETTE, n)]
+def palette() -> list[tuple[float, float, float]]:
+    """seaborn's colour-blind-safe palette, reordered (``PALETTE_ORDER``) so that the first colours,
+    handed to sources and the main controls, are the most distinct."""
+    colors = sns.color_palette(PALETTE, PALETTE_SIZE)
+    return [tuple(colors[i]) for i in PALETTE_ORDER]
 
 
 @dataclass(frozen=True)
@@ -195,7 +201,7 @@ class StyleMap:
     def look(self, name: object) -> Look:
         """The colour and marker of a source or control name."""
         i = self._index(str(name))
-        return Look(_palette(PALETTE_SIZE)[i % PALETTE_SIZE], MARKERS[i % len(MARKERS)])
+        return Look(palette()[i % PALETTE_SIZE], MARKERS[i % len(MARKERS)])
 
     def color(self, name: object) -> tuple[float, float, float]:
         return self.look(name).color
