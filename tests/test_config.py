@@ -107,3 +107,38 @@ def test_roundtrip_yaml(tmp_path: Path):
     p = tmp_path / "s.yaml"
     p.write_text(yaml.safe_dump(BASE))
     assert load_suite(p).name == "t"
+
+
+def test_per_source_overrides():
+    d = with_(
+        "search", {"sources": ["a", "b"], "levels": 2, "per_source": {"b": {"rewind": "1ep"}}}
+    )
+    s = parse_suite(d)
+    assert s.search_for("a").rewind == 0 and s.search_for("b").rewind == "1ep"
+    msg = error_of(with_("search", {"sources": ["a"], "per_source": {"a": {"rat": 0.1}}}))
+    assert "search.per_source.a" in msg
+    msg = error_of(
+        with_(
+            "search",
+            {
+                "sources": ["a", "b"],
+                "levels": 2,
+                "per_source": {"b": {"method": "snip", "densities": [0.5]}},
+            },
+        )
+    )
+    assert "same number of levels" in msg
+
+
+def test_method_specific_fields():
+    msg = error_of(with_("search", {"sources": ["a"], "method": "synflow"}))
+    assert "search.densities" in msg
+    msg = error_of(with_("search", {"sources": ["a"], "densities": [0.5]}))
+    assert "only for pruning at init" in msg
+    s = parse_suite(with_("search", {"sources": ["a"], "method": "early_bird"}))
+    assert s.search.num_levels == 3 and s.transfer_levels == (0, 1, 2, 3)
+
+
+def test_own_ticket_needs_target_search():
+    msg = error_of(with_("transfer", {"targets": ["b"], "controls": ["own_ticket"]}))
+    assert "own_ticket" in msg and "search.sources" in msg

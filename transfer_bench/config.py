@@ -163,6 +163,9 @@ class SearchSpec(_Model):
     (Lee et al. 2019), ``grasp`` (Wang et al. 2020), ``magnitude_init``, ``random_init``, each
     single-shot to ``densities`` (level i = densities[i-1]) with ``scope`` global or layerwise and
     ``samples_per_class`` scoring samples. ``train_levels`` trains every ticket on the source too.
+    ``per_source`` overrides any of these settings for one source (e.g. two names for the same
+    dataset, one reset and one rewound, or one per pruning-at-init method); every source must end up
+    with the same number of levels.
 
     IMP: each level prunes ``rate`` of the remaining non-head weights (``conv_rate`` / ``linear_rate``
     override it for conv / linear layers, e.g. Conv-6: conv 0.15, fc 0.2; ``head_rate`` for the
@@ -184,6 +187,7 @@ class SearchSpec(_Model):
     samples_per_class: int = Field(10, ge=1)
     early_bird: EarlyBirdSpec = EarlyBirdSpec()
     train_levels: bool = True
+    per_source: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _method_fields(self) -> SearchSpec:
@@ -336,6 +340,24 @@ class Suite(_Model):
                     )
 
         check("search.sources", self.search.sources, self.datasets, "dataset")
+        check(
+            "search.per_source",
+            list(self.search.per_source),
+            {s: 1 for s in self.search.sources},
+            "search source",
+        )
+        counts = {}
+        for src in self.search.sources:
+            try:
+                counts[src] = self.search_for(src).num_levels
+            except ValidationError as e:
+                first = e.errors()[0]
+                loc = ".".join(str(x) for x in first["loc"])
+                raise ValueError(f"search.per_source.{src}.{loc}: {first['msg']}") from None
+        if len(set(counts.values())) > 1:
+            raise ValueError(
+                f"search.per_source: every source needs the same number of levels, got {counts}"
+            )
         check("train.optimizer", [self.train.optimizer], self.optimizers, "optimizer")
         n = self.search.num_levels
         if self.stability is not None:
@@ -368,6 +390,16 @@ class Suite(_Model):
             if bad:
                 raise ValueError(f"transfer.levels: {bad} outside 0..{n} (the search's levels)")
         return self
+
+    def search_for(self, source: str) -> SearchSpec:
+        """The search settings of one source: ``search`` with its ``per_source`` overrides."""
+        over = self.search.per_source.get(source)
+        if not over:
+            return self.search
+        if {"sources", "per_source"} & set(over):
+            raise ValueError(f"search.per_source.{source}: cannot override sources or per_source")
+        base = self.search.model_dump(exclude={"per_source"})
+        return SearchSpec.model_validate({**base, **over})
 
     @property
     def transfer_sources(self) -> tuple[str, ...]:

@@ -107,7 +107,7 @@ def run_transfer(ctx: Context, run: Run, rd: RunDir, progress: Progress) -> list
                 dens,
                 outcome,
                 kind="transfer",
-                method=suite.search.method if source else None,
+                method=suite.search_for(source).method if source else None,
                 source=source,
                 target=target,
                 optimizer=opt_key,

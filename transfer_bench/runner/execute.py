@@ -80,7 +80,9 @@ def execute(
             if is_complete(run, ctx.suite_dir):  # finished by another process meanwhile
                 summary.skipped.append(run.key)
             else:
-                done = _runner(run.kind, ctx.suite.search.method)(ctx, run, rd, status)
+                done = _runner(run.kind, run.config.get("search", {}).get("method", "imp"))(
+                    ctx, run, rd, status
+                )
                 rd.mark_done(sorted(set(done) | rd.done_levels()))
                 summary.trained.append(run.key)
         if on_finish:

@@ -76,10 +76,11 @@ def _train(suite: Suite) -> dict[str, Any]:
 
 
 def search_config(suite: Suite, source: str) -> dict[str, Any]:
-    search = _dump(suite.search)
-    for k in ("levels", "sources"):
+    spec = suite.search_for(source)
+    search = _dump(spec)
+    for k in ("levels", "sources", "per_source"):
         search.pop(k, None)
-    search["method"] = suite.search.method
+    search["method"] = spec.method
     return {
         "kind": "search",
         **_common(suite),

@@ -35,8 +35,8 @@ def scoring_batch(setup: SourceSetup, per_class: int) -> tuple[torch.Tensor, tor
 
 def run_at_init(ctx: Context, run: Run, rd: RunDir, progress: Progress) -> list[int]:
     """Write one ticket per target density (and train each on the source if asked)."""
-    spec = ctx.suite.search
     setup = source_setup(ctx, run, rd)
+    spec = setup.spec
     init = setup.fresh_model()
     if not rd.ticket_path(0).exists():
         setup.write_ticket(0, init.state_dict(), full_masks(init))

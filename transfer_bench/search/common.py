@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from transfer_bench.config import SearchSpec
 from transfer_bench.data import ImageDataset
 from transfer_bench.errors import ConfigError
 from transfer_bench.models import build_model
@@ -65,6 +66,7 @@ class SourceSetup:
     order_seed: int
     probe: nn.Module
     meta_base: dict[str, Any]
+    spec: SearchSpec
 
     def fresh_model(self) -> nn.Module:
         """The network at its seeded initialization (the same for every source of a seed)."""
@@ -97,14 +99,12 @@ class SourceSetup:
             dens,
             outcome,
             kind="search",
-            method=self.ctx.suite.search.method,
+            method=self.spec.method,
             source=self.source,
             target=self.source,
             optimizer=opt,
             source_optimizer=opt,
-            control="imp"
-            if self.ctx.suite.search.method == "imp"
-            else self.ctx.suite.search.method,
+            control=self.spec.method,
             **fields,
         )
 
@@ -116,7 +116,8 @@ def source_setup(ctx: Context, run: Run, rd: RunDir) -> SourceSetup:
     data = ctx.train_data(source)
     spe = data.steps_per_epoch(suite.train.batch_size)
     total = suite.train.total_iterations(spe)
-    k = suite.search.rewind_iterations(spe)
+    spec = suite.search_for(source)
+    k = spec.rewind_iterations(spe)
     if k >= total:
         raise ConfigError(
             f"search.rewind: rewind point {k} iterations is not before the end of training "
@@ -135,6 +136,7 @@ def source_setup(ctx: Context, run: Run, rd: RunDir) -> SourceSetup:
         order_seed=derive_seed(run.seed, "order", "search", source),
         probe=None,  # type: ignore[arg-type]
         meta_base={},
+        spec=spec,
     )
     setup.probe = setup.fresh_model()
     setup.meta_base = {

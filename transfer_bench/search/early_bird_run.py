@@ -72,9 +72,9 @@ def channel_to_weight_masks(model: nn.Module, bn_masks: Masks, feeding: dict[str
 
 
 def run_early_bird(ctx: Context, run: Run, rd: RunDir, progress: Progress) -> list[int]:
-    spec = ctx.suite.search
-    eb = spec.early_bird
     setup = source_setup(ctx, run, rd)
+    spec = setup.spec
+    eb = spec.early_bird
     k = setup.rewind
     done: list[int] = []
     if not rd.has_result(0):

@@ -23,7 +23,7 @@ __all__ = ["outcome_record", "run_imp"]
 
 
 def _next_ticket(setup: SourceSetup, level: int, trained: dict, masks: dict) -> None:
-    spec = setup.ctx.suite.search
+    spec = setup.spec
     new = magnitude_prune(
         trained,
         masks,

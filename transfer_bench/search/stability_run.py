@@ -81,7 +81,7 @@ def run_stability(ctx: Context, run: Run, rd: RunDir, progress: Progress) -> lis
                     "target": setup.source,
                     "optimizer": suite.train.optimizer,
                     "control": "stability",
-                    "method": suite.search.method,
+                    "method": setup.spec.method,
                     "level": level,
                     "density": density(masks),
                     "seed": run.seed,
