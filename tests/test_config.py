@@ -142,3 +142,19 @@ def test_method_specific_fields():
 def test_own_ticket_needs_target_search():
     msg = error_of(with_("transfer", {"targets": ["b"], "controls": ["own_ticket"]}))
     assert "own_ticket" in msg and "search.sources" in msg
+
+
+def test_scales_override_and_rename(tmp_path: Path):
+    d = with_("scales", {"smoke": {"train.epochs": 1, "seeds": [0], "search.levels": 1}})
+    p = tmp_path / "s.yaml"
+    p.write_text(yaml.safe_dump(d))
+    full = load_suite(p)
+    smoke = load_suite(p, "smoke")
+    assert smoke.name == "t-smoke" and smoke.train.epochs == 1 and smoke.seeds == (0,)
+    assert full.name == "t" and full.seeds == (0, 1)
+    with pytest.raises(ConfigError, match="'tiny' is not in the suite's scales"):
+        load_suite(p, "tiny")
+    d["scales"]["bad"] = {"train.epoch": 1}
+    p.write_text(yaml.safe_dump(d))
+    with pytest.raises(ConfigError, match="train.epoch"):
+        load_suite(p, "bad")

@@ -33,6 +33,9 @@ console = Console()
 err_console = Console(stderr=True)
 
 SUITE_COPY = "suite.yaml"
+ScaleOpt = Annotated[
+    str | None, typer.Option(help="Run the suite at one of its `scales` (e.g. smoke).")
+]
 ResultsOpt = Annotated[Path, typer.Option("--results", help="Root folder of results.")]
 SuiteArg = Annotated[Path, typer.Argument(help="Suite YAML file.")]
 
@@ -44,12 +47,18 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "transfer-bench"
 
 
-def _context(suite_path: Path, results: Path, device: str | None, cache_dir: Path | None):
+def _context(
+    suite_path: Path,
+    results: Path,
+    device: str | None,
+    cache_dir: Path | None,
+    scale: str | None = None,
+):
     from transfer_bench.config import load_suite
     from transfer_bench.runner.context import Context, resolve_device
     from transfer_bench.runner.plan import plan, suite_hash
 
-    suite = load_suite(suite_path)
+    suite = load_suite(suite_path, scale)
     ctx = Context(
         suite=suite,
         suite_dir=results / suite.name,
@@ -64,11 +73,12 @@ def _context(suite_path: Path, results: Path, device: str | None, cache_dir: Pat
 def plan(
     suite_path: SuiteArg,
     results: ResultsOpt = Path("results"),
+    scale: ScaleOpt = None,
 ) -> None:
     """Print every run of a suite and its output folder, without training."""
     from transfer_bench.runner.execute import is_complete
 
-    suite, ctx, runs = _context(suite_path, results, "cpu", None)
+    suite, ctx, runs = _context(suite_path, results, "cpu", None, scale)
     table = Table(title=f"{suite.name}: {len(runs)} runs")
     for col in ("#", "kind", "run", "seed", "levels", "folder", "status"):
         table.add_column(col)
@@ -90,12 +100,13 @@ def run(
     ] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Dataset cache folder.")] = None,
     report: Annotated[bool, typer.Option(help="Write report.md at the end.")] = True,
+    scale: ScaleOpt = None,
 ) -> None:
     """Run a suite: search tickets, transfer them, write the report. Finished runs are skipped."""
     from transfer_bench.runner.execute import execute
 
-    suite, ctx, runs = _context(suite_path, results, device, cache_dir)
-    save_suite_copy(ctx.suite_dir, suite_path)
+    suite, ctx, runs = _context(suite_path, results, device, cache_dir, scale)
+    save_suite_copy(ctx.suite_dir, suite)
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -137,12 +148,14 @@ def run(
         console.print(f"report: {path}")
 
 
-def save_suite_copy(suite_dir: Path, suite_path: Path) -> None:
-    """Keep the suite file next to its results, so reports can be rebuilt from the folder alone."""
+def save_suite_copy(suite_dir: Path, suite) -> None:
+    """Keep the effective suite (scale applied) next to its results, so reports can be rebuilt
+    from the folder alone."""
     from transfer_bench.runner.store import atomic_write_bytes
 
+    text = yaml.safe_dump(suite.model_dump(mode="json", exclude_defaults=True), sort_keys=False)
     try:
-        atomic_write_bytes(suite_dir / SUITE_COPY, suite_path.read_bytes())
+        atomic_write_bytes(suite_dir / SUITE_COPY, text.encode())
     except OSError as e:
         raise TransferBenchError(
             f"{suite_dir}: cannot write results ({e.strerror}); choose a writable --results folder"

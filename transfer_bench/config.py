@@ -7,6 +7,7 @@ mean" suggestion). Everything downstream (planning, hashing, training) reads the
 
 from __future__ import annotations
 
+import copy
 import difflib
 import re
 from pathlib import Path
@@ -319,6 +320,7 @@ class Suite(_Model):
     transfer: TransferSpec | None = None
     stability: StabilitySpec | None = None
     analysis: AnalysisSpec = AnalysisSpec()
+    scales: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @field_validator("seeds")
     @classmethod
@@ -476,8 +478,38 @@ def parse_suite(data: Any, where: str = "suite") -> Suite:
         raise ConfigError(format_validation_error(e, where)) from None
 
 
-def load_suite(path: str | Path) -> Suite:
-    """Read and validate a suite YAML file."""
+def apply_scale(data: dict[str, Any], scale: str, where: str) -> dict[str, Any]:
+    """Apply the overrides of ``scales.<scale>`` (dotted keys -> values) to a raw suite document.
+
+    The scaled suite is named ``<name>-<scale>`` (unless the scale sets ``name``), so its results
+    and report never mix with the full-scale ones.
+    """
+    scales = data.get("scales") or {}
+    if scale not in scales:
+        known = ", ".join(sorted(scales)) or "none defined"
+        raise ConfigError(f"{where}: --scale {scale!r} is not in the suite's scales ({known})")
+    out = copy.deepcopy(data)
+    overrides = scales[scale] or {}
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"{where}: scales.{scale} must map dotted keys to values")
+    for dotted, value in overrides.items():
+        cur = out
+        *parents, last = str(dotted).split(".")
+        for part in parents:
+            nxt = cur.get(part) if isinstance(cur, dict) else None
+            if nxt is None:
+                nxt = cur[part] = {}
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"{where}: scales.{scale}.{dotted}: {part!r} is not a mapping")
+            cur = nxt
+        cur[last] = value
+    if "name" not in overrides:
+        out["name"] = f"{data.get('name', 'suite')}-{scale}"
+    return out
+
+
+def load_suite(path: str | Path, scale: str | None = None) -> Suite:
+    """Read and validate a suite YAML file (optionally at one of its ``scales``)."""
     p = Path(path)
     try:
         text = p.read_text()
@@ -489,4 +521,10 @@ def load_suite(path: str | Path) -> Suite:
         mark = getattr(e, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{p}:{line}: invalid YAML ({getattr(e, 'problem', e)})") from None
+    if scale is not None:
+        if not isinstance(data, dict):
+            raise ConfigError(
+                f"{p}: the document must be a mapping of keys (name, seeds, model, ...)"
+            )
+        data = apply_scale(data, scale, str(p))
     return parse_suite(data, str(p))
