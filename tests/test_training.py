@@ -196,3 +196,13 @@ def test_per_type_rates():
     assert int(out["conv.weight"].sum()) == round(288 * 0.85**2)
     assert int(out["fc.weight"].sum()) == round(500 * 0.8**2)
     assert int(out["head.weight"].sum()) == round(30 * 0.9**2)
+
+
+def test_bf16_autocast_on_cpu_trains_and_keeps_masks():
+    spec = TrainSpec(batch_size=20, epochs=3, precision="bf16")
+    m = Tiny()
+    masks = masks_for(m)
+    out = train(m, data(), spec, OPTS["adam_wd"], masks, order_seed=0)
+    params = dict(m.named_parameters())
+    assert all(torch.count_nonzero(params[n][~mk]) == 0 for n, mk in masks.items())
+    assert params["l1.weight"].dtype == torch.float32 and out.test_accuracy > 0.5

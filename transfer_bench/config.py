@@ -96,7 +96,10 @@ class TrainSpec(_Model):
     ``iterations``, when set, fixes the length of every training in iterations instead of
     ``epochs`` (Frankle & Carbin count iterations). ``milestones`` are epochs at which a ``step``
     schedule multiplies the LR by ``gamma``; ``warmup_steps`` ramps the LR linearly from 0 over that
-    many iterations (Frankle & Carbin's warmup for VGG/ResNet).
+    many iterations (Frankle & Carbin's warmup for VGG/ResNet). ``augment``: random crops with
+    ``padding`` (and horizontal flips for ``crop_flip``) done in batches on the device.
+    ``precision: auto`` trains in bf16 autocast on CUDA and fp32 elsewhere; ``compile`` wraps the
+    model in ``torch.compile`` (off by default: ~20 s of compile for <= 8% on CPU).
     """
 
     def total_iterations(self, steps_per_epoch: int) -> int:
@@ -112,6 +115,10 @@ class TrainSpec(_Model):
     gamma: float = Field(0.1, gt=0.0, le=1.0)
     eval_batch_size: int = Field(1000, ge=1)
     eval_every: int = Field(1, ge=1)
+    augment: Literal["none", "crop_flip", "crop"] = "none"
+    padding: int = Field(4, ge=0, le=64)
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    compile: bool = False
 
 
 _REWIND_RE = re.compile(r"^(\d+)(it|ep)$")

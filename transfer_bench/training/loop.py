@@ -83,6 +83,17 @@ class MaskEnforcer:
             torch._foreach_mul_(self.params, self.masks)
 
 
+def augment_batch(
+    name: str, x: torch.Tensor, padding: int, order_seed: int, iteration: int
+) -> torch.Tensor:
+    """Augment one batch on its device; the randomness is a pure function of seed and iteration."""
+    from transfer_bench.training.augment import AUGMENTATIONS
+
+    g = torch.Generator()
+    g.manual_seed((order_seed * 2_654_435_761 + iteration) % (2**63 - 1))
+    return AUGMENTATIONS[name](x, padding=padding, generator=g)
+
+
 def _uses_conv(model: nn.Module) -> bool:
     return any(isinstance(m, nn.Conv2d) for m in model.modules())
 
@@ -146,6 +157,8 @@ def train(
         model.to(memory_format=torch.channels_last)
     enforcer = MaskEnforcer(model, masks)
     enforcer.mask_weights()
+    use_bf16 = spec.precision == "bf16" or (spec.precision == "auto" and device.type == "cuda")
+    forward = torch.compile(model) if spec.compile else model
     opt = build_optimizer(model.parameters(), optimizer)
     base_lrs = [g["lr"] for g in opt.param_groups]
     history: list[dict[str, float]] = []
@@ -179,7 +192,10 @@ def train(
                 for g, lr in zip(opt.param_groups, base_lrs, strict=True):
                     g["lr"] = lr * f
                 current_factor = f
-            loss = F.cross_entropy(model(xb), yb)
+            if spec.augment != "none":
+                xb = augment_batch(spec.augment, xb, spec.padding, order_seed, it)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                loss = F.cross_entropy(forward(xb), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if after_backward is not None:
