@@ -167,7 +167,8 @@ def test_cli_plan_run_and_tickets(tmp_path: Path, monkeypatch):
     runner = CliRunner()
     out = runner.invoke(app, ["plan", str(suite), "--results", str(res)])
     assert out.exit_code == 0, out.output
-    assert "search" in out.output and not res.exists()
+    assert "search" in out.output and "budget:" in out.output and "PFLOP" in out.output
+    assert not res.exists()
     out = runner.invoke(app, ["run", str(suite), "--results", str(res)])
     assert out.exit_code == 0, out.output
     assert (res / "tiny" / "report.md").exists()

@@ -74,8 +74,13 @@ def plan(
     suite_path: SuiteArg,
     results: ResultsOpt = Path("results"),
     scale: ScaleOpt = None,
+    estimate: Annotated[
+        bool, typer.Option(help="Estimate FLOPs and GPU-/CPU-hours (loads datasets).")
+    ] = True,
+    gpu_tflops: Annotated[float, typer.Option(help="Sustained GPU throughput assumed.")] = 25.0,
+    cpu_gflops: Annotated[float, typer.Option(help="Sustained CPU throughput assumed.")] = 100.0,
 ) -> None:
-    """Print every run of a suite and its output folder, without training."""
+    """Print every run of a suite, its output folder and the compute budget, without training."""
     from transfer_bench.runner.execute import is_complete
 
     suite, ctx, runs = _context(suite_path, results, "cpu", None, scale)
@@ -89,6 +94,11 @@ def plan(
             str(i + 1), r.kind, r.label(), str(r.seed), levels, str(r.folder(ctx.suite_dir)), status
         )
     console.print(table)
+    if estimate:
+        from transfer_bench.runner.estimate import estimate_runs, summarize
+
+        ctx.cache_dir = default_cache_dir()
+        console.print("budget: " + summarize(estimate_runs(ctx, runs), gpu_tflops, cpu_gflops))
 
 
 @app.command()

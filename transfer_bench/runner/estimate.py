@@ -1,0 +1,90 @@
+"""Compute budget of a plan before anything trains: trainings, FLOPs, GPU- and CPU-hours.
+
+FLOPs per training = 3 x forward FLOPs per sample (dense count: masks do not make dense kernels
+cheaper) x samples seen, plus one forward per test sample per evaluation. Hours are FLOPs divided by
+a stated sustained throughput, so they are a budget, not a promise.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from transfer_bench.config import PRUNE_AT_INIT, Suite
+from transfer_bench.errors import TransferBenchError
+from transfer_bench.models import build_model, count_flops
+from transfer_bench.runner.context import Context
+from transfer_bench.runner.plan import Run
+
+
+@dataclass(frozen=True)
+class RunEstimate:
+    key: str
+    trainings: int
+    flops: float | None  # None when the dataset size is unknown (not loadable here)
+
+
+def _trainings(suite: Suite, run: Run) -> int:
+    if run.kind == "transfer":
+        return len(run.levels)
+    if run.kind == "stability":
+        st = suite.stability
+        return 2 * len(run.levels) * len(st.rewind_points) if st else 0
+    spec = suite.search_for(run.config["dataset"]["name"])
+    if spec.method in PRUNE_AT_INIT and not spec.train_levels:
+        return 0
+    return len(run.levels)
+
+
+def estimate_runs(ctx: Context, runs: list[Run]) -> list[RunEstimate]:
+    suite = ctx.suite
+    flops_per_sample: dict[int, float] = {}
+    out = []
+    for run in runs:
+        name = (
+            run.config["dataset"]["name"]
+            if "dataset" in run.config
+            else run.config["target"]["name"]
+        )
+        n = _trainings(suite, run)
+        try:
+            ds = ctx.dataset(name)
+        except TransferBenchError:
+            out.append(RunEstimate(run.key, n, None))
+            continue
+        if ds.num_classes not in flops_per_sample:
+            model = build_model(
+                suite.model.name,
+                num_classes=ds.num_classes,
+                in_channels=suite.input.channels,
+                image_size=suite.input.size,
+                seed=0,
+                options=dict(suite.model.options),
+            )
+            flops_per_sample[ds.num_classes] = float(
+                count_flops(model, (suite.input.channels, suite.input.size, suite.input.size))
+            )
+        fwd = flops_per_sample[ds.num_classes]
+        n_train, n_test = len(ds.y_train), len(ds.y_test)
+        spe = math.ceil(n_train / suite.train.batch_size)
+        iters = suite.train.total_iterations(spe)
+        samples = min(iters * suite.train.batch_size, iters * n_train / spe)
+        evals = max(1, math.ceil(iters / spe) // suite.train.eval_every)
+        per_training = 3 * fwd * samples + fwd * n_test * evals
+        out.append(RunEstimate(run.key, n, n * per_training))
+    return out
+
+
+def summarize(estimates: list[RunEstimate], gpu_tflops: float, cpu_gflops: float) -> str:
+    known = [e.flops for e in estimates if e.flops is not None]
+    total = sum(known)
+    trainings = sum(e.trainings for e in estimates)
+    unknown = sum(1 for e in estimates if e.flops is None)
+    text = (
+        f"{len(estimates)} runs, {trainings} trainings, {total / 1e15:.3g} PFLOP "
+        f"= {total / (gpu_tflops * 1e12) / 3600:.3g} GPU-hours at {gpu_tflops:g} TFLOP/s sustained, "
+        f"{total / (cpu_gflops * 1e9) / 3600:.3g} CPU-hours at {cpu_gflops:g} GFLOP/s"
+    )
+    if unknown:
+        text += f" ({unknown} runs not counted: their dataset is not available here)"
+    return text
