@@ -111,10 +111,23 @@ def run(
     cache_dir: Annotated[Path | None, typer.Option(help="Dataset cache folder.")] = None,
     report: Annotated[bool, typer.Option(help="Write report.md at the end.")] = True,
     scale: ScaleOpt = None,
+    executor: Annotated[
+        str, typer.Option(help="sequential, local (process pool) or ray.")
+    ] = "sequential",
+    workers: Annotated[
+        int | None, typer.Option(help="local: worker processes (default: cores).")
+    ] = None,
+    address: Annotated[
+        str | None, typer.Option(help="ray: auto or HOST:PORT (default: a local Ray).")
+    ] = None,
+    cpus_per_run: Annotated[float, typer.Option(help="ray: CPUs (= torch threads) per run.")] = 1,
+    gpus_per_run: Annotated[float, typer.Option(help="ray: GPUs per run (0.5 shares one).")] = 0,
 ) -> None:
     """Run a suite: search tickets, transfer them, write the report. Finished runs are skipped."""
     from transfer_bench.runner.execute import execute
 
+    if executor not in ("sequential", "local", "ray"):
+        raise TransferBenchError(f"--executor {executor!r}: use sequential, local or ray")
     suite, ctx, runs = _context(suite_path, results, device, cache_dir, scale)
     save_suite_copy(ctx.suite_dir, suite)
     progress = Progress(
@@ -138,10 +151,38 @@ def run(
         def on_status(s: str) -> None:
             progress.update(task, status=s)
 
+        def on_event(e) -> None:
+            if e.kind == "start":
+                progress.update(task, description=f"{e.label} {e.key.split('/')[-1]}", status="")
+            elif e.kind == "status":
+                progress.update(task, status=e.message)
+            elif e.kind in ("finish", "skip"):
+                progress.advance(task)
+            elif e.kind in ("warning", "error"):
+                err_console.print(f"{e.kind}: {e.key} {e.message}".strip())
+
+        common = dict(device=device or suite.device, cache_dir=ctx.cache_dir, on_event=on_event)
         try:
-            summary = execute(
-                ctx, runs, on_start=on_start, on_status=on_status, on_finish=on_finish
-            )
+            if executor == "local":
+                from transfer_bench.runner.pool import execute_pool
+
+                summary = execute_pool(suite, ctx.suite_dir, runs, workers=workers, **common)
+            elif executor == "ray":
+                from transfer_bench.runner.ray_executor import execute_ray
+
+                summary = execute_ray(
+                    suite,
+                    ctx.suite_dir,
+                    runs,
+                    address=address,
+                    num_cpus_per_run=cpus_per_run,
+                    num_gpus_per_run=gpus_per_run,
+                    **common,
+                )
+            else:
+                summary = execute(
+                    ctx, runs, on_start=on_start, on_status=on_status, on_finish=on_finish
+                )
         except KeyboardInterrupt:
             progress.stop()
             err_console.print(

@@ -36,8 +36,10 @@ class InputSpec(_Model):
 class DatasetSpec(_Model):
     """Where a dataset comes from and how it is split.
 
-    ``source`` is ``builtin:digits``, ``builtin:mnist-5k``, ``synthetic:<name>``, ``hf:<hub id or
-    local dir>`` or ``local:<path.parquet|path.npz>``. ``image``/``label`` name the columns of ``hf:``
+    ``source`` is ``builtin:digits``, ``builtin:mnist-5k``, ``catalog:<name>`` (a named hub dataset
+    with known columns and splits: mnist, fashion_mnist, kmnist, svhn, cifar10, cifar100, places365,
+    imagenet32, imagenet64), ``synthetic:<name>``, ``hf:<hub id[:config] or local dir>`` or
+    ``local:<path.parquet|path.npz>``. ``image``/``label`` name the columns of ``hf:``
     and parquet sources. Sources without a test split are split (stratified, seeded by the suite's
     ``data_seed``) with ``test_fraction`` held out.
     """
@@ -57,10 +59,10 @@ class DatasetSpec(_Model):
     @classmethod
     def _known_prefix(cls, v: str) -> str:
         prefix = v.split(":", 1)[0]
-        if ":" not in v or prefix not in {"builtin", "synthetic", "hf", "local"}:
+        if ":" not in v or prefix not in {"builtin", "synthetic", "hf", "local", "catalog"}:
             raise ValueError(
                 f"unknown dataset source {v!r}; use builtin:digits, builtin:mnist-5k, "
-                "synthetic:<name>, hf:<hub id> or local:<path>"
+                "catalog:<name>, synthetic:<name>, hf:<hub id> or local:<path>"
             )
         return v
 
@@ -171,6 +173,7 @@ class SearchSpec(_Model):
     (Lee et al. 2019), ``grasp`` (Wang et al. 2020), ``magnitude_init``, ``random_init``, each
     single-shot to ``densities`` (level i = densities[i-1]) with ``scope`` global or layerwise and
     ``samples_per_class`` scoring samples. ``train_levels`` trains every ticket on the source too.
+    ``optimizer`` names the optimizer tickets are searched with (default ``train.optimizer``).
     ``per_source`` overrides any of these settings for one source (e.g. two names for the same
     dataset, one reset and one rewound, or one per pruning-at-init method); every source must end up
     with the same number of levels.
@@ -195,6 +198,7 @@ class SearchSpec(_Model):
     samples_per_class: int = Field(10, ge=1)
     early_bird: EarlyBirdSpec = EarlyBirdSpec()
     train_levels: bool = True
+    optimizer: str | None = None
     per_source: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -368,6 +372,13 @@ class Suite(_Model):
                 f"search.per_source: every source needs the same number of levels, got {counts}"
             )
         check("train.optimizer", [self.train.optimizer], self.optimizers, "optimizer")
+        for src in self.search.sources:
+            check(
+                f"search.per_source.{src}.optimizer",
+                [self.search_optimizer(src)],
+                self.optimizers,
+                "optimizer",
+            )
         n = self.search.num_levels
         if self.stability is not None:
             bad = [lv for lv in self.stability.levels if not 0 <= lv <= n]
@@ -409,6 +420,10 @@ class Suite(_Model):
             raise ValueError(f"search.per_source.{source}: cannot override sources or per_source")
         base = self.search.model_dump(exclude={"per_source"})
         return SearchSpec.model_validate({**base, **over})
+
+    def search_optimizer(self, source: str) -> str:
+        """The optimizer key a source's tickets are searched with."""
+        return self.search_for(source).optimizer or self.train.optimizer
 
     @property
     def transfer_sources(self) -> tuple[str, ...]:

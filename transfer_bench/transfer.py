@@ -111,7 +111,7 @@ def run_transfer(ctx: Context, run: Run, rd: RunDir, progress: Progress) -> list
                 source=source,
                 target=target,
                 optimizer=opt_key,
-                source_optimizer=suite.train.optimizer if source else None,
+                source_optimizer=suite.search_optimizer(source) if source else None,
                 control=control,
             ),
         )

@@ -364,18 +364,45 @@ def _looks_like_path(ref: str) -> bool:
     return explicit or Path(ref).expanduser().exists()
 
 
-def _hf_error(spec: DatasetSpec, hub_id: str, split: str, e: BaseException) -> DatasetError:
+class HubUnavailableError(DatasetError):
+    """A Hugging Face dataset cannot be loaded (offline and not cached, unknown id, gated, broken).
+
+    ``reason`` is the underlying error in short, for callers that reword the message.
+    """
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def split_hf_ref(ref: str) -> tuple[str, str | None]:
+    """``"<hub id>[:<config>]"`` -> ``(hub id, config or None)``; existing local paths stay whole."""
+    if ":" in ref and not Path(ref).expanduser().exists():
+        base, config = ref.rsplit(":", 1)
+        if base and config and "/" not in config:
+            return base, config
+    return ref, None
+
+
+def _hf_error(
+    spec: DatasetSpec, hub_id: str, split: str, e: BaseException, config: str | None = None
+) -> HubUnavailableError:
     reason = " ".join(str(e).split())[:300]
-    return DatasetError(
-        f"dataset {spec.source!r}: cannot load Hugging Face dataset {hub_id!r} split {split!r} "
+    subset = f" config {config!r}" if config else ""
+    args = f"'{hub_id}'" + (f", '{config}'" if config else "")
+    return HubUnavailableError(
+        f"dataset {spec.source!r}: cannot load Hugging Face dataset {hub_id!r}{subset} split {split!r} "
         f"({type(e).__name__}: {reason}); pre-download it while online with "
-        f"`python -c \"import datasets; datasets.load_dataset('{hub_id}')\"`, or point `source` at "
-        "a local copy: hf:<directory with data/train-*.parquet> or local:<file.parquet|file.npz>"
+        f'`python -c "import datasets; datasets.load_dataset({args})"`, or point `source` at '
+        "a local copy: hf:<directory with data/train-*.parquet> or local:<file.parquet|file.npz>",
+        reason=f"{type(e).__name__}: {reason}",
     )
 
 
-def _hf_split(spec: DatasetSpec, ref: str, split: str, optional: bool) -> Any:
-    """One split as a ``datasets.Dataset``; None if ``optional`` and the split does not exist."""
+def _hf_split(
+    spec: DatasetSpec, ref: str, split: str, optional: bool, config: str | None = None
+) -> Any:
+    """One split (of subset ``config``) as a ``datasets.Dataset``; None if ``optional`` and absent."""
     try:
         import datasets
     except ImportError:
@@ -384,7 +411,7 @@ def _hf_split(spec: DatasetSpec, ref: str, split: str, optional: bool) -> Any:
             "a local: source"
         ) from None
     try:
-        return datasets.load_dataset(ref, split=split)
+        return datasets.load_dataset(ref, config, split=split)
     except ValueError as e:
         if "Unknown split" in str(e):
             if optional:
@@ -393,9 +420,9 @@ def _hf_split(spec: DatasetSpec, ref: str, split: str, optional: bool) -> Any:
                 f"dataset {spec.source!r}: {' '.join(str(e).split())}; set train_split/test_split "
                 "to one of those (test_split: null splits the train split instead)"
             ) from None
-        raise _hf_error(spec, ref, split, e) from None
+        raise _hf_error(spec, ref, split, e, config) from None
     except Exception as e:  # network, offline, missing cache, corrupt files: all user-fixable
-        raise _hf_error(spec, ref, split, e) from None
+        raise _hf_error(spec, ref, split, e, config) from None
 
 
 def _hf_columns(spec: DatasetSpec, ds: Any, split: str, where: str) -> tuple[Images, np.ndarray]:
@@ -409,9 +436,19 @@ def _hf_columns(spec: DatasetSpec, ds: Any, split: str, where: str) -> tuple[Ima
     return images_from_cells(ds[spec.image], where), labels_array(ds[spec.label], where)
 
 
-@register_source("hf", "<hub id or local dir>")
+@register_source("hf", "<hub id[:config] or local dir>")
 def _hf(spec: DatasetSpec, ref: str) -> RawData:
-    """``datasets.load_dataset(ref, split=...)``; ``ref`` may be a local directory of parquet files."""
+    """``datasets.load_dataset(id, config, split=...)`` for ``hf:<id>[:<config>]``; ``ref`` may also
+    be a local directory of parquet files."""
+    ref, config = split_hf_ref(ref)
+    return load_hf(spec, ref, config)
+
+
+def load_hf(spec: DatasetSpec, ref: str, config: str | None = None) -> RawData:
+    """Load ``spec``'s splits and ``image``/``label`` columns from hub id or local dir ``ref``.
+
+    Load failures (offline, not cached, unknown id) raise :class:`HubUnavailableError`.
+    """
     where = f"dataset {spec.source!r}"
     if _looks_like_path(ref):
         p = Path(ref).expanduser()
@@ -421,14 +458,16 @@ def _hf(spec: DatasetSpec, ref: str) -> RawData:
                 "data/train-*.parquet (and optionally data/test-*.parquet)"
             )
         ref = str(p)
-    train = _hf_split(spec, ref, spec.train_split, optional=False)
+    train = _hf_split(spec, ref, spec.train_split, optional=False, config=config)
     test = None
     if spec.test_split is not None:
         # the default "test" may be absent (then we split); an explicitly named split must exist
         optional = "test_split" not in spec.model_fields_set
-        test = _hf_split(spec, ref, spec.test_split, optional=optional)
+        test = _hf_split(spec, ref, spec.test_split, optional=optional, config=config)
     x_tr, y_tr = _hf_columns(spec, train, spec.train_split, where)
     origin: dict[str, Any] = {"hub_id": ref, "train_split": spec.train_split}
+    if config is not None:
+        origin["config"] = config
     if test is None:
         return RawData(x_tr, y_tr, origin=origin)
     x_te, y_te = _hf_columns(spec, test, spec.test_split or "", where)

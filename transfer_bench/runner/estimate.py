@@ -36,6 +36,30 @@ def _trainings(suite: Suite, run: Run) -> int:
     return len(run.levels)
 
 
+def _sizes(ctx: Context, name: str) -> tuple[int, int, int] | None:
+    """(train size, test size, classes): from the data if it loads here, else the catalogue."""
+    try:
+        ds = ctx.dataset(name)
+        return len(ds.y_train), len(ds.y_test), ds.num_classes
+    except TransferBenchError:
+        pass
+    source = ctx.suite.datasets[name].source
+    if not source.startswith("catalog:"):
+        return None
+    from transfer_bench.data.catalogue import get_entry
+
+    try:
+        e = get_entry(source.split(":", 1)[1])
+    except TransferBenchError:
+        return None
+    spec = ctx.suite.datasets[name]
+    train = e.sizes.get(e.train_split, 0)
+    test = e.sizes.get(e.test_split, 0) if e.test_split else int(train * spec.test_fraction)
+    if not e.test_split:
+        train -= test
+    return min(train, spec.max_train or train), min(test, spec.max_test or test), e.num_classes
+
+
 def estimate_runs(ctx: Context, runs: list[Run]) -> list[RunEstimate]:
     suite = ctx.suite
     flops_per_sample: dict[int, float] = {}
@@ -47,25 +71,24 @@ def estimate_runs(ctx: Context, runs: list[Run]) -> list[RunEstimate]:
             else run.config["target"]["name"]
         )
         n = _trainings(suite, run)
-        try:
-            ds = ctx.dataset(name)
-        except TransferBenchError:
+        sizes = _sizes(ctx, name)
+        if sizes is None:
             out.append(RunEstimate(run.key, n, None))
             continue
-        if ds.num_classes not in flops_per_sample:
+        n_train, n_test, num_classes = sizes
+        if num_classes not in flops_per_sample:
             model = build_model(
                 suite.model.name,
-                num_classes=ds.num_classes,
+                num_classes=num_classes,
                 in_channels=suite.input.channels,
                 image_size=suite.input.size,
                 seed=0,
                 options=dict(suite.model.options),
             )
-            flops_per_sample[ds.num_classes] = float(
+            flops_per_sample[num_classes] = float(
                 count_flops(model, (suite.input.channels, suite.input.size, suite.input.size))
             )
-        fwd = flops_per_sample[ds.num_classes]
-        n_train, n_test = len(ds.y_train), len(ds.y_test)
+        fwd = flops_per_sample[num_classes]
         spe = math.ceil(n_train / suite.train.batch_size)
         iters = suite.train.total_iterations(spe)
         samples = min(iters * suite.train.batch_size, iters * n_train / spe)

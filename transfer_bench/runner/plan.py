@@ -78,7 +78,7 @@ def _train(suite: Suite) -> dict[str, Any]:
 def search_config(suite: Suite, source: str) -> dict[str, Any]:
     spec = suite.search_for(source)
     search = _dump(spec)
-    for k in ("levels", "sources", "per_source"):
+    for k in ("levels", "sources", "per_source", "optimizer"):
         search.pop(k, None)
     search["method"] = spec.method
     return {
@@ -86,7 +86,7 @@ def search_config(suite: Suite, source: str) -> dict[str, Any]:
         **_common(suite),
         "dataset": {"name": source, **_dump(suite.datasets[source])},
         "train": _train(suite),
-        "optimizer": _optimizer(suite, suite.train.optimizer),
+        "optimizer": _optimizer(suite, suite.search_optimizer(source)),
         "search": search,
     }
 

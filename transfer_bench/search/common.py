@@ -91,7 +91,7 @@ class SourceSetup:
         save_ticket(t, self.rd.ticket_path(level))
 
     def record(self, level: int, dens: float, outcome: TrainOutcome, **fields: Any) -> dict:
-        opt = self.ctx.suite.train.optimizer
+        opt = self.ctx.suite.search_optimizer(self.source)
         return outcome_record(
             self.ctx,
             self.run,
@@ -195,7 +195,7 @@ def train_level(
         model,
         setup.data,
         ctx.suite.train,
-        ctx.suite.optimizers[ctx.suite.train.optimizer],
+        ctx.suite.optimizers[ctx.suite.search_optimizer(setup.source)],
         masks,
         order_seed=setup.order_seed,
         start_iteration=start,
