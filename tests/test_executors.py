@@ -159,6 +159,7 @@ def test_second_pool_run_does_no_work(pooled):
     assert before == {p: p.stat().st_mtime_ns for p in suite_dir.rglob("*") if p.is_file()}
 
 
+@pytest.mark.slow
 def test_worker_failure_is_raised_with_run_key(tmp_path: Path):
     data = copy.deepcopy(SUITE)
     data["seeds"] = [0]

@@ -58,7 +58,16 @@ def search_dir(ctx: Context) -> RunDir:
     return RunDir(next(r for r in plan(ctx.suite) if r.kind == "search").folder(ctx.suite_dir))
 
 
-@pytest.mark.parametrize("method", ["synflow", "snip", "grasp", "magnitude_init", "random_init"])
+@pytest.mark.parametrize(
+    "method",
+    [
+        "synflow",
+        "snip",
+        pytest.param("grasp", marks=pytest.mark.slow),
+        pytest.param("magnitude_init", marks=pytest.mark.slow),
+        pytest.param("random_init", marks=pytest.mark.slow),
+    ],
+)
 def test_prune_at_init_methods_make_transferable_tickets(tmp_path, method):
     suite = suite_with(
         search={

@@ -206,3 +206,14 @@ def test_bf16_autocast_on_cpu_trains_and_keeps_masks():
     params = dict(m.named_parameters())
     assert all(torch.count_nonzero(params[n][~mk]) == 0 for n, mk in masks.items())
     assert params["l1.weight"].dtype == torch.float32 and out.test_accuracy > 0.5
+
+
+def test_augmentation_is_deterministic_and_trains():
+    spec = TrainSpec(batch_size=20, epochs=2, augment="crop_flip", padding=1)
+    a, b = Tiny(), Tiny()
+    ra = train(a, data(), spec, OPTS["adam_wd"], None, order_seed=3)
+    rb = train(b, data(), spec, OPTS["adam_wd"], None, order_seed=3)
+    plain = train(
+        Tiny(), data(), TrainSpec(batch_size=20, epochs=2), OPTS["adam_wd"], None, order_seed=3
+    )
+    assert ra.history == rb.history and ra.history != plain.history
