@@ -1,0 +1,41 @@
+"""Every shipped suite is valid and plans; the Morcos 2019 suites run at smoke scale (slow, CI)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from transfer_bench.cli import app
+from transfer_bench.config import load_suite
+from transfer_bench.runner.plan import plan
+
+SUITES = sorted((Path(__file__).parents[1] / "suites").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SUITES, ids=lambda p: p.stem)
+def test_suite_is_valid_and_plans(path: Path):
+    suite = load_suite(path)
+    runs = plan(suite)
+    assert runs and len({r.key for r in runs}) == len(runs)
+    for scale in suite.scales:
+        scaled = load_suite(path, scale)
+        assert scaled.name == f"{suite.name}-{scale}"
+        assert {r.kind for r in plan(scaled)} == {r.kind for r in runs}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name", ["morcos2019-vgg19", "morcos2019-resnet50", "morcos2019-optimizers"]
+)
+def test_morcos_suites_run_at_smoke_scale(name: str, tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("TRANSFER_BENCH_CACHE", str(tmp_path / "cache"))
+    path = Path(__file__).parents[1] / "suites" / f"{name}.yaml"
+    out = CliRunner().invoke(
+        app,
+        ["run", str(path), "--scale", "smoke", "--results", str(tmp_path), "--executor", "local"],
+    )
+    assert out.exit_code == 0, out.output
+    report = tmp_path / f"{name}-smoke" / "report.md"
+    assert report.exists() and "## Findings" in report.read_text()
