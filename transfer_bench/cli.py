@@ -202,7 +202,7 @@ def run(
 def save_suite_copy(suite_dir: Path, suite) -> None:
     """Keep the effective suite (scale applied) next to its results, so reports can be rebuilt
     from the folder alone."""
-    from transfer_bench.runner.store import atomic_write_bytes
+    from transfer_bench.fileio import atomic_write_bytes
 
     text = yaml.safe_dump(suite.model_dump(mode="json", exclude_defaults=True), sort_keys=False)
     try:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -157,30 +155,6 @@ def load_histories(suite_dir: Path) -> pd.DataFrame:
             warnings.warn(f"{path}: ignored {bad} malformed history entr(y/ies)", stacklevel=2)
     df = _ordered(pd.DataFrame(rows), (*ID_FIELDS, "iteration", "epoch"))
     return df if df.empty else _fix_types(df).reset_index(drop=True)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``.
-
-    Readers (or a concurrent report run) never see a half-written file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_text(path: Path, text: str) -> Path:
-    """``atomic_write_bytes`` for UTF-8 text."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def with_own_ticket_rows(df: pd.DataFrame) -> pd.DataFrame:

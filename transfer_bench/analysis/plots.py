@@ -48,7 +48,7 @@ from matplotlib.ticker import (
 from scipy import stats as sps
 from scipy.integrate import trapezoid
 
-from transfer_bench.analysis.frame import atomic_write_bytes, load_histories, load_results
+from transfer_bench.analysis.frame import load_histories, load_results
 from transfer_bench.analysis.masks import METRIC_LABELS as OVERLAP_LABELS
 from transfer_bench.analysis.masks import (
     OVERALL,
@@ -68,6 +68,7 @@ from transfer_bench.analysis.style import (
     paper_style,
 )
 from transfer_bench.errors import ConfigError, TicketError
+from transfer_bench.fileio import atomic_write_bytes
 from transfer_bench.tickets import load_ticket
 
 CI_LEVEL = 0.95

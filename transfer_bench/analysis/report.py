@@ -21,7 +21,6 @@ import pandas as pd
 from pydantic import ValidationError
 
 from transfer_bench.analysis.frame import (
-    atomic_write_text,
     load_results,
     with_own_ticket_rows,
 )
@@ -33,6 +32,7 @@ from transfer_bench.analysis.tables import (
 )
 from transfer_bench.config import AnalysisSpec, format_validation_error
 from transfer_bench.errors import ConfigError
+from transfer_bench.fileio import atomic_write_text
 
 REPORT_NAME = "report.md"
 HTML_NAME = "report.html"

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from transfer_bench.analysis.frame import atomic_write_text
+from transfer_bench.fileio import atomic_write_text
 
 MARKS: tuple[tuple[float, str], ...] = ((0.001, "***"), (0.01, "**"), (0.05, "*"))
 TEST_NAMES: dict[str, str] = {

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from transfer_bench.fileio import atomic_write_with
 
 FORMAT_VERSION = 1
 TENSOR_NAMES = ("x_train", "y_train", "x_test", "y_test")
@@ -54,18 +54,12 @@ def save(path: Path, key: str, tensors: dict[str, torch.Tensor], meta: dict[str,
         "checksum": payload_checksum(tensors),
         "meta": json.dumps(meta, sort_keys=True),
     }
-    tmp = None
+    flat = {k: tensors[k].contiguous() for k in TENSOR_NAMES}
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        save_file({k: tensors[k].contiguous() for k in TENSOR_NAMES}, tmp, metadata=metadata)
-        os.replace(tmp, path)
+        atomic_write_with(path, lambda tmp: save_file(flat, tmp, metadata=metadata))
         return True
     except OSError as e:
         warnings.warn(f"dataset cache {path} not written ({e}); continuing uncached", stacklevel=3)
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
         return False
 
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,27 +21,7 @@ from filelock import FileLock
 from safetensors.torch import load_file, save_file
 
 from transfer_bench.errors import TransferBenchError
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(
-        path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode()
-    )
+from transfer_bench.fileio import atomic_write_json, atomic_write_with
 
 
 def read_json(path: Path) -> Any:
@@ -60,15 +38,8 @@ def sha256_file(path: Path) -> str:
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     """Atomically save a flat tensor dict as safetensors."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    flat = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    atomic_write_with(path, lambda tmp: save_file(flat, tmp))
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -77,15 +48,7 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor]:
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Mid-training checkpoint (model, optimizer, step, history); loaded with ``weights_only``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_with(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_checkpoint(path: Path) -> dict[str, Any] | None:

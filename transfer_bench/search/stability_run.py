@@ -11,10 +11,11 @@ search's own trajectory. Results go to ``level_L/rewind_<k>/result.json`` (kind 
 from __future__ import annotations
 
 from transfer_bench.config import SearchSpec
+from transfer_bench.fileio import atomic_write_json
 from transfer_bench.pruning import density, full_masks
 from transfer_bench.runner.context import Context, Progress
 from transfer_bench.runner.plan import Run
-from transfer_bench.runner.store import RunDir, atomic_write_json
+from transfer_bench.runner.store import RunDir
 from transfer_bench.search.common import SourceSetup, source_setup
 from transfer_bench.search.stability import instability
 from transfer_bench.seeding import derive_seed

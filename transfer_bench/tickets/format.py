@@ -29,7 +29,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +40,7 @@ from safetensors.torch import load as _st_load
 from safetensors.torch import save as _st_save
 
 from transfer_bench.errors import TicketError
+from transfer_bench.fileio import atomic_write_bytes
 
 FORMAT_NAME = "transfer-bench-ticket"
 FORMAT_VERSION = 1
@@ -401,20 +401,7 @@ def save_ticket(ticket: Ticket, path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     check_ticket(ticket, path)
     blob = ticket_bytes(ticket)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic_write_bytes(path, blob)
     return path
 
 
