@@ -200,4 +200,8 @@ def test_stability_runs_record_barrier(tmp_path):
     recs = [r for r in records(ctx) if r["kind"] == "stability"]
     assert sorted((r["level"], r["rewind"]) for r in recs) == [(0, 0), (0, 2), (1, 0), (1, 2)]
     for r in recs:
-        assert len(r["path"]) == 5 and r["barrier"] >= -1e-9
+        assert len(r["interpolation"]) == 5 and r["barrier"] >= -1e-9
+    from transfer_bench.analysis.plots import plot
+
+    paths = plot("stability", ctx.suite_dir, tmp_path / "fig" / "stability", formats=("png",))
+    assert paths[0].stat().st_size > 0

@@ -139,16 +139,18 @@ def test_extending_levels_trains_only_new_levels(finished: Path, tmp_path: Path)
 
     shutil.copytree(finished / "results", tmp_path / "results")
     data = yaml.safe_load(yaml.safe_dump(SUITE))
-    data["search"]["levels"] = 3
+    data["search"]["levels"] = 4
     data["transfer"]["targets"] = ["src"]
     data["transfer"]["controls"] = []
     ctx = make_ctx(tmp_path, data)
     search = next(r for r in plan(ctx.suite) if r.kind == "search")
     rd = RunDir(search.folder(ctx.suite_dir))
     old = {lv: rd.result_path(lv).stat().st_mtime_ns for lv in (0, 1, 2)}
-    execute(ctx, [search])
+    trained = []
+    execute(ctx, [search], on_status=lambda s: trained.append(s.split()[1]))
     assert {lv: rd.result_path(lv).stat().st_mtime_ns for lv in (0, 1, 2)} == old
-    assert rd.has_result(3)
+    assert rd.has_result(3) and rd.has_result(4)
+    assert {t.split("/")[0] for t in trained} == {"3", "4"}  # only the two new levels trained
 
 
 def write_suite(tmp: Path, data: dict) -> Path:

@@ -301,6 +301,7 @@ class AnalysisSpec(_Model):
             "mask_overlap",
             "layer_density",
             "training_curves",
+            "stability",
         ],
         ...,
     ] = (
@@ -310,6 +311,7 @@ class AnalysisSpec(_Model):
         "mask_overlap",
         "layer_density",
         "training_curves",
+        "stability",
     )
     width: Literal["single", "double"] | None = None
 

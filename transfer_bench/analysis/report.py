@@ -224,6 +224,8 @@ def figures_section(a: Analysis, suite_dir: Path, spec: AnalysisSpec) -> tuple[s
             continue
         if kind in ("mask_overlap", "layer_density") and not tickets_exist:
             continue
+        if kind == "stability" and (a.results.empty or "stability" not in set(a.results["kind"])):
+            continue
         options: dict[str, Any] = {}
         if kind in ("sparsity_curve", "transfer_matrix", "optimizer_transfer"):
             options["metric"] = spec.metric

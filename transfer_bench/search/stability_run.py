@@ -72,6 +72,7 @@ def run_stability(ctx: Context, run: Run, rd: RunDir, progress: Progress) -> lis
                 start_iteration=k,
                 points=points,
             )
+            result["interpolation"] = result.pop("path")  # "path" names the file in analysis frames
             atomic_write_json(
                 out,
                 {
