@@ -100,7 +100,10 @@ class TrainSpec(_Model):
     schedule multiplies the LR by ``gamma``; ``warmup_steps`` ramps the LR linearly from 0 over that
     many iterations (Frankle & Carbin's warmup for VGG/ResNet). ``augment``: random crops with
     ``padding`` (and horizontal flips for ``crop_flip``) done in batches on the device.
-    ``precision: auto`` trains in bf16 autocast on CUDA and fp32 elsewhere; ``compile`` wraps the
+    ``precision: auto`` trains in bf16 autocast on CUDA and fp32 elsewhere; ``channels_last: auto``
+    uses the channels-last layout for conv nets on CUDA only (on this project's CPU torch build,
+    channels_last ResNets with BatchNorm hung in backward after some runs in one process, and it
+    gained only ~1.15x for Conv-4; ``on`` forces it); ``compile`` wraps the
     model in ``torch.compile`` (off by default: ~20 s of compile for <= 8% on CPU).
     """
 
@@ -120,6 +123,7 @@ class TrainSpec(_Model):
     augment: Literal["none", "crop_flip", "crop"] = "none"
     padding: int = Field(4, ge=0, le=64)
     precision: Literal["auto", "fp32", "bf16"] = "auto"
+    channels_last: Literal["auto", "on", "off"] = "auto"
     compile: bool = False
 
 

@@ -152,7 +152,9 @@ def train(
     n = len(data.y_train)
     spe = data.steps_per_epoch(bs)
     total = spec.total_iterations(spe)
-    conv = _uses_conv(model)
+    conv = _uses_conv(model) and (
+        spec.channels_last == "on" or (spec.channels_last == "auto" and device.type == "cuda")
+    )
     if conv:
         model.to(memory_format=torch.channels_last)
     enforcer = MaskEnforcer(model, masks)
