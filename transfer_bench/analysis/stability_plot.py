@@ -12,7 +12,13 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from transfer_bench.analysis.plots import _format_x, mean_ci, message_figure, register_figure
+from transfer_bench.analysis.plots import (
+    _format_x,
+    _warn,
+    mean_ci,
+    message_figure,
+    register_figure,
+)
 from transfer_bench.analysis.style import StyleMap, new_figure, palette, paper_style
 
 STABLE_POINTS = 2.0
@@ -29,6 +35,7 @@ def stability_figure(
 ) -> Figure:
     rows = df[df["kind"] == "stability"] if not df.empty and "kind" in df else pd.DataFrame()
     if rows.empty or "barrier" not in rows:
+        _warn("stability", "no stability runs in these results (add a stability: section)")
         return message_figure("no stability runs in these results", width=width, title="stability")
     colors = palette()
     n_seeds = rows["seed"].nunique()
