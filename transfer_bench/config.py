@@ -11,7 +11,7 @@ import copy
 import difflib
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -282,6 +282,17 @@ class TransferSpec(_Model):
     levels: tuple[int, ...] | None = None
 
 
+PlotKind = Literal[
+    "sparsity_curve",
+    "transfer_matrix",
+    "optimizer_transfer",
+    "mask_overlap",
+    "layer_density",
+    "training_curves",
+    "stability",
+]
+
+
 class AnalysisSpec(_Model):
     """How the report compares tickets (and other controls) with the ``baseline`` control.
 
@@ -297,26 +308,7 @@ class AnalysisSpec(_Model):
     correction: Literal["holm", "bh", "none"] = "holm"
     alpha: float = Field(0.05, gt=0.0, lt=1.0)
     n_resamples: int = Field(9999, ge=0, le=1_000_000)
-    plots: tuple[
-        Literal[
-            "sparsity_curve",
-            "transfer_matrix",
-            "optimizer_transfer",
-            "mask_overlap",
-            "layer_density",
-            "training_curves",
-            "stability",
-        ],
-        ...,
-    ] = (
-        "sparsity_curve",
-        "transfer_matrix",
-        "optimizer_transfer",
-        "mask_overlap",
-        "layer_density",
-        "training_curves",
-        "stability",
-    )
+    plots: tuple[PlotKind, ...] = get_args(PlotKind)
     width: Literal["single", "double"] | None = None
 
 
