@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import sys
 from pathlib import Path
@@ -122,6 +123,13 @@ def run(
     ] = None,
     cpus_per_run: Annotated[float, typer.Option(help="ray: CPUs (= torch threads) per run.")] = 1,
     gpus_per_run: Annotated[float, typer.Option(help="ray: GPUs per run (0.5 shares one).")] = 0,
+    check_determinism: Annotated[
+        bool,
+        typer.Option(
+            "--check-determinism",
+            help="Afterwards retrain the cheapest finished level and compare it bit for bit.",
+        ),
+    ] = False,
 ) -> None:
     """Run a suite: search tickets, transfer them, write the report. Finished runs are skipped."""
     from transfer_bench.runner.execute import execute
@@ -186,8 +194,11 @@ def run(
         except KeyboardInterrupt:
             progress.stop()
             err_console.print(
-                f"interrupted: finished work is saved under {ctx.suite_dir}; "
-                f"resume with: transfer-bench run {suite_path}"
+                f"interrupted: finished work is saved under {ctx.suite_dir}; resume with: "
+                f"transfer-bench {shlex.join(sys.argv[1:])}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
             )
             raise typer.Exit(130) from None
     console.print(
@@ -197,6 +208,30 @@ def run(
     if report:
         path = _write_report(ctx.suite_dir, suite)
         console.print(f"report: {path}")
+    if check_determinism:
+        _check_determinism(ctx, runs)
+
+
+def _check_determinism(ctx, runs) -> None:
+    from transfer_bench.runner.determinism import check_determinism
+
+    console.print("determinism: retraining the cheapest finished level in a scratch folder ...")
+    c = check_determinism(ctx, runs)
+    what = f"{c.label} level {c.level} ({c.iterations} iterations, {c.threads} thread(s))"
+    if c.ok:
+        parts = "metrics, history, trained weights and ticket"
+        if not c.label.startswith("search"):
+            parts = "metrics and history"
+        console.print(f"determinism: OK: {what} reproduced bit for bit ({parts})")
+        return
+    console.print(f"determinism: FAILED: {what} differs from the stored results:")
+    for d in c.differences[:10]:
+        console.print(f"  {d}", markup=False, highlight=False)
+    console.print(
+        "  (results depend on torch version, hardware and thread count; a difference on the "
+        "same machine and settings means a nondeterministic operation)"
+    )
+    raise typer.Exit(1)
 
 
 def save_suite_copy(suite_dir: Path, suite) -> None:
@@ -373,7 +408,7 @@ def ticket_verify(path: Path) -> None:
     try:
         t = verify_ticket(path)
     except TransferBenchError as e:
-        err_console.print(f"FAILED: {e}")
+        err_console.print(f"FAILED: {e}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     console.print(f"OK: {path} (density {100 * t.density:.2f}%, level {t.meta.get('level')})")
 
@@ -404,7 +439,13 @@ def ticket_export(
 
 
 def main() -> None:
-    """Console-script entry point: one-line errors, no tracebacks for user mistakes."""
+    """Console-script entry point: one-line errors and warnings, no tracebacks for user mistakes."""
+    import warnings
+
+    def one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+        err_console.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
+
+    warnings.showwarning = one_line_warning
     try:
         app()
     except TransferBenchError as e:

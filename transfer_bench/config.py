@@ -1,8 +1,11 @@
 """Typed suite schema: the single source of configuration.
 
-A suite YAML file is loaded with ``yaml.safe_load`` and validated into frozen pydantic models with
-``extra="forbid"``, so an unknown or ill-typed key is rejected with its dotted path (and a "did you
-mean" suggestion). Everything downstream (planning, hashing, training) reads these models only.
+Suite files are untrusted input. A suite YAML file is read with a size limit, parsed by a safe
+loader that rejects duplicate keys, non-text keys, deep nesting and alias bombs, and validated into
+frozen pydantic models with ``extra="forbid"``, so every problem (unknown key, wrong type, value out
+of range, reference to something undefined, duplicate entry) is one ``ConfigError`` line naming the
+file, the line, the dotted key path and the fix. Everything downstream (planning, hashing,
+training) reads these models only.
 """
 
 from __future__ import annotations
@@ -10,19 +13,111 @@ from __future__ import annotations
 import copy
 import difflib
 import re
+import types
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from transfer_bench.errors import ConfigError
+from transfer_bench.suite_yaml import Loc, line_finder, read_suite_text, read_yaml
+from transfer_bench.suite_yaml import format_loc as _format_loc
+from transfer_bench.suite_yaml import one_line as _one_line
+from transfer_bench.suite_yaml import short as _short
 
 Fraction01 = Annotated[float, Field(gt=0.0, lt=1.0)]
 
 
+class _At(ValueError):
+    """A validator's problem at ``path`` (relative to the model being validated)."""
+
+    def __init__(self, path: Loc, msg: str) -> None:
+        super().__init__(msg)
+        self.path = tuple(path)
+        self.msg = msg
+
+
+def _distinct(items: Iterable[Any], what: str = "entry") -> None:
+    """Reject a list with a repeated entry, naming the index of the repeat."""
+    seen: dict[Any, int] = {}
+    for i, x in enumerate(items):
+        if x in seen:
+            raise _At(
+                (i,), f"{what} {_short(x)} is listed twice (also at [{seen[x]}]); list it once"
+            )
+        seen[x] = i
+
+
+def _unwrap(ann: Any) -> Any:
+    """Strip ``Annotated`` and ``Optional`` from an annotation (a real union is kept)."""
+    while True:
+        origin = get_origin(ann)
+        if origin is Annotated:
+            ann = get_args(ann)[0]
+        elif origin in (Union, types.UnionType):
+            members = [a for a in get_args(ann) if a is not type(None)]
+            if len(members) != 1:
+                return ann
+            ann = members[0]
+        else:
+            return ann
+
+
+def _admits_bool(ann: Any) -> bool:
+    ann = _unwrap(ann)
+    origin = get_origin(ann)
+    if ann is bool or ann is Any:
+        return True
+    if origin in (Union, types.UnionType):
+        return any(_admits_bool(a) for a in get_args(ann))
+    if origin is Literal:
+        return any(isinstance(a, bool) for a in get_args(ann))
+    return False
+
+
+def _element_type(ann: Any, i: int) -> Any:
+    """The annotation of item ``i`` of a tuple/list annotation (``None`` if not a sequence)."""
+    ann = _unwrap(ann)
+    origin, args = get_origin(ann), get_args(ann)
+    if origin is list and args:
+        return args[0]
+    if origin is tuple and args:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return args[0]
+        return args[i] if i < len(args) else None
+    return None
+
+
+_BOOL_FIX = "YAML reads true/false/yes/no/on/off as booleans; write a value of the right type"
+
+
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_stray_booleans(cls, v: Any, info: ValidationInfo) -> Any:
+        """Pydantic's lax mode reads ``true`` as 1 for numbers; a suite must say what it means."""
+        field = cls.model_fields.get(info.field_name or "")
+        if field is None:
+            return v
+        if isinstance(v, bool) and not _admits_bool(field.annotation):
+            raise ValueError(f"got the boolean {str(v).lower()}; {_BOOL_FIX}")
+        if isinstance(v, list | tuple):
+            for i, x in enumerate(v):
+                elem = _element_type(field.annotation, i)
+                if isinstance(x, bool) and elem is not None and not _admits_bool(elem):
+                    raise _At((i,), f"got the boolean {str(x).lower()}; {_BOOL_FIX}")
+        return v
 
 
 class InputSpec(_Model):
@@ -53,7 +148,7 @@ class DatasetSpec(_Model):
     max_train: int | None = Field(None, ge=1)
     max_test: int | None = Field(None, ge=1)
     num_classes: int | None = Field(None, ge=2)
-    samples: int | None = Field(None, ge=2)
+    samples: int | None = Field(None, ge=2, le=10_000_000)
 
     @field_validator("source")
     @classmethod
@@ -61,7 +156,7 @@ class DatasetSpec(_Model):
         prefix = v.split(":", 1)[0]
         if ":" not in v or prefix not in {"builtin", "synthetic", "hf", "local", "catalog"}:
             raise ValueError(
-                f"unknown dataset source {v!r}; use builtin:digits, builtin:mnist-5k, "
+                f"unknown dataset source {_short(v)}; use builtin:digits, builtin:mnist-5k, "
                 "catalog:<name>, synthetic:<name>, hf:<hub id> or local:<path>"
             )
         return v
@@ -70,8 +165,23 @@ class DatasetSpec(_Model):
 class ModelSpec(_Model):
     """A model from the registry by name (``lenet_300_100``, ``conv4``, ``resnet20``, ``timm:<name>``)."""
 
-    name: str
+    name: str = Field(min_length=1)
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        """The name must be in the model registry (families such as ``timm:`` take any suffix)."""
+        from transfer_bench.models import list_models  # lazy: the registry imports torch
+
+        names = list_models()
+        exact = [n for n in names if not n.endswith("<name>")]
+        families = [n.removesuffix("<name>") for n in names if n.endswith("<name>")]
+        if v in exact or any(v.startswith(f) and len(v) > len(f) for f in families):
+            return v
+        hint = difflib.get_close_matches(v, exact, n=1)
+        extra = f"did you mean {hint[0]!r}? " if hint else ""
+        raise ValueError(f"unknown model {_short(v)}; {extra}use one of: {_names(names, 30)}")
 
 
 class OptimizerSpec(_Model):
@@ -82,7 +192,9 @@ class OptimizerSpec(_Model):
     momentum: float = Field(0.0, ge=0.0, lt=1.0)
     nesterov: bool = False
     weight_decay: float = Field(0.0, ge=0.0, lt=1.0)
-    betas: tuple[float, float] = (0.9, 0.999)
+    betas: tuple[
+        Annotated[float, Field(ge=0.0, lt=1.0)], Annotated[float, Field(ge=0.0, lt=1.0)]
+    ] = (0.9, 0.999)
 
 
 def _default_optimizers() -> dict[str, OptimizerSpec]:
@@ -116,7 +228,7 @@ class TrainSpec(_Model):
     iterations: int | None = Field(None, ge=1)
     warmup_steps: int = Field(0, ge=0)
     schedule: Literal["constant", "step", "cosine"] = "constant"
-    milestones: tuple[int, ...] = ()
+    milestones: tuple[Annotated[int, Field(ge=1)], ...] = ()
     gamma: float = Field(0.1, gt=0.0, le=1.0)
     eval_batch_size: int = Field(1000, ge=1)
     eval_every: int = Field(1, ge=1)
@@ -126,8 +238,26 @@ class TrainSpec(_Model):
     channels_last: Literal["auto", "on", "off"] = "auto"
     compile: bool = False
 
+    @model_validator(mode="after")
+    def _schedule_fields(self) -> TrainSpec:
+        if self.schedule == "step" and not self.milestones:
+            raise _At(
+                ("milestones",), "schedule: step needs milestones, e.g. milestones: [80, 120]"
+            )
+        if self.milestones and self.schedule != "step":
+            raise _At(
+                ("milestones",),
+                f"milestones are only used by schedule: step (schedule is {self.schedule!r}); "
+                "set schedule: step or drop milestones",
+            )
+        for i in range(1, len(self.milestones)):
+            if self.milestones[i] <= self.milestones[i - 1]:
+                raise _At(("milestones", i), "milestones must be strictly increasing epochs")
+        return self
+
 
 _REWIND_RE = re.compile(r"^(\d+)(it|ep)$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 PRUNE_AT_INIT = ("synflow", "snip", "grasp", "magnitude_init", "random_init")
 SearchMethod = Literal[
@@ -150,6 +280,12 @@ class EarlyBirdSpec(_Model):
     threshold: float = Field(0.1, gt=0.0, lt=1.0)
     l1: float = Field(1e-4, ge=0.0)
 
+    @field_validator("prune_fractions")
+    @classmethod
+    def _distinct_fractions(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        _distinct(v, "prune fraction")
+        return v
+
 
 class StabilitySpec(_Model):
     """Instability analysis (Frankle et al. 2020): from the weights at each ``rewind_points`` entry
@@ -163,9 +299,18 @@ class StabilitySpec(_Model):
     @field_validator("rewind_points")
     @classmethod
     def _forms(cls, v: tuple[int | str, ...]) -> tuple[int | str, ...]:
-        for r in v:
+        for i, r in enumerate(v):
             if isinstance(r, int) and r < 0 or isinstance(r, str) and not _REWIND_RE.match(r):
-                raise ValueError(f"rewind point {r!r} must be >= 0, '<n>it' or '<n>ep'")
+                raise _At(
+                    (i,), f"rewind point {_short(r)} must be an integer >= 0, '<n>it' or '<n>ep'"
+                )
+        _distinct(v, "rewind point")
+        return v
+
+    @field_validator("levels")
+    @classmethod
+    def _distinct_levels(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        _distinct(v, "level")
         return v
 
 
@@ -209,19 +354,25 @@ class SearchSpec(_Model):
     def _method_fields(self) -> SearchSpec:
         pai = self.method in PRUNE_AT_INIT
         if pai and not self.densities:
-            raise ValueError(
-                f"search.densities: method {self.method!r} prunes at init to a list of densities; "
-                "give e.g. densities: [0.5, 0.1, 0.01]"
+            raise _At(
+                ("densities",),
+                f"method {self.method!r} prunes at init to a list of densities; "
+                "give e.g. densities: [0.5, 0.1, 0.01]",
             )
         if not pai and self.densities is not None:
-            raise ValueError(
-                f"search.densities: only for pruning at init, not for method {self.method!r}"
+            raise _At(
+                ("densities",),
+                f"only for pruning at init, not for method {self.method!r}; drop densities",
             )
         if pai and self.rewind not in (0, "0it", "0ep"):
-            raise ValueError(
-                f"search.rewind: pruning at init ({self.method}) keeps the init; use rewind: 0"
-            )
+            raise _At(("rewind",), f"pruning at init ({self.method}) keeps the init; use rewind: 0")
         return self
+
+    @field_validator("sources", "densities")
+    @classmethod
+    def _distinct_entries(cls, v: tuple[Any, ...] | None, info: ValidationInfo) -> Any:
+        _distinct(v or (), "source" if info.field_name == "sources" else "density")
+        return v
 
     @property
     def num_levels(self) -> int:
@@ -240,7 +391,7 @@ class SearchSpec(_Model):
                 raise ValueError("rewind must be >= 0 iterations")
             return v
         if not _REWIND_RE.match(v):
-            raise ValueError(f"rewind {v!r} must be an integer, '<n>it' or '<n>ep'")
+            raise ValueError(f"rewind {_short(v)} must be an integer, '<n>it' or '<n>ep'")
         return v
 
     def layer_rates(self, shapes: dict[str, tuple[int, ...]]) -> dict[str, float]:
@@ -281,6 +432,12 @@ class TransferSpec(_Model):
     head: Literal["auto", "reinit", "keep"] = "auto"
     levels: tuple[int, ...] | None = None
 
+    @field_validator("sources", "targets", "optimizers", "controls", "levels")
+    @classmethod
+    def _distinct_entries(cls, v: tuple[Any, ...] | None, info: ValidationInfo) -> Any:
+        _distinct(v or (), (info.field_name or "entry").removesuffix("s"))
+        return v
+
 
 PlotKind = Literal[
     "sparsity_curve",
@@ -300,6 +457,8 @@ class AnalysisSpec(_Model):
     discovery rate) over the comparison table; every table also reports Welch, Mann-Whitney, paired
     tests when seeds pair, BCa bootstrap CIs (``n_resamples``, 0 = none) and effect sizes. ``plots``
     are drawn when the results have what they need (e.g. ``optimizer_transfer`` needs two optimizers).
+    ``diverged``: how trainings whose loss became non-finite count: at ``chance`` accuracy (default;
+    dropping them would flatter the arm that failed), ``exclude`` (n shrinks) or ``keep``.
     """
 
     metric: Literal["test_accuracy", "best_test_accuracy"] = "test_accuracy"
@@ -310,15 +469,22 @@ class AnalysisSpec(_Model):
     n_resamples: int = Field(9999, ge=0, le=1_000_000)
     plots: tuple[PlotKind, ...] = get_args(PlotKind)
     width: Literal["single", "double"] | None = None
+    diverged: Literal["chance", "exclude", "keep"] = "chance"
+
+    @field_validator("plots")
+    @classmethod
+    def _distinct_plots(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        _distinct(v, "plot")
+        return v
 
 
 class Suite(_Model):
     """A whole benchmark suite. See ``suites/quickstart.yaml`` for a commented example."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: str = Field(max_length=100)
     description: str = ""
     seeds: tuple[Annotated[int, Field(ge=0, lt=2**31)], ...] = Field(min_length=1)
-    data_seed: int = Field(0, ge=0)
+    data_seed: int = Field(0, ge=0, lt=2**31)
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     model: ModelSpec
     input: InputSpec = InputSpec()
@@ -331,82 +497,131 @@ class Suite(_Model):
     analysis: AnalysisSpec = AnalysisSpec()
     scales: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, v: str) -> str:
+        """The name is the results folder: no path separators, no leading dot."""
+        if not _NAME_RE.match(v):
+            raise ValueError(
+                f"{_short(v)} is not a valid suite name; start with a letter or digit and use only "
+                "letters, digits, '_', '.' and '-' (it names the results folder)"
+            )
+        return v
+
     @field_validator("seeds")
     @classmethod
     def _unique_seeds(cls, v: tuple[int, ...]) -> tuple[int, ...]:
-        if len(set(v)) != len(v):
-            raise ValueError("seeds must be distinct")
+        _distinct(v, "seed")
         return v
 
     @model_validator(mode="after")
     def _references(self) -> Suite:
-        def check(path: str, names: tuple[str, ...] | list[str], pool: dict, what: str) -> None:
-            for i, n in enumerate(names):
+        def check(path: Loc, names: Any, pool: Iterable[str], what: str, fix: str) -> None:
+            """Every name (a list, or one name for a scalar key) must be a key of ``pool``."""
+            pool = list(pool)
+            items = enumerate(names) if isinstance(names, tuple) else [(None, names)]
+            for i, n in items:
                 if n not in pool:
-                    hint = difflib.get_close_matches(n, list(pool), n=1)
-                    extra = f"; did you mean {hint[0]!r}?" if hint else ""
-                    raise ValueError(
-                        f"{path}[{i}]: {n!r} is not a {what} defined in this suite "
-                        f"(known: {', '.join(sorted(pool))}){extra}"
+                    hint = difflib.get_close_matches(str(n), pool, n=1)
+                    extra = f"did you mean {hint[0]!r}? " if hint else ""
+                    raise _At(
+                        path if i is None else (*path, i),
+                        f"{_short(n)} is not {what} of this suite; {extra}{fix} "
+                        f"(defined: {_names(sorted(pool))})",
                     )
 
-        check("search.sources", self.search.sources, self.datasets, "dataset")
+        sources = self.search.sources
         check(
-            "search.per_source",
-            list(self.search.per_source),
-            {s: 1 for s in self.search.sources},
-            "search source",
+            ("search", "sources"), sources, self.datasets, "a dataset", "define it under datasets"
         )
+        for src in self.search.per_source:
+            if src not in sources:
+                hint = difflib.get_close_matches(src, list(sources), n=1)
+                extra = f"did you mean {hint[0]!r}? " if hint else ""
+                raise _At(
+                    ("search", "per_source", src),
+                    f"{_short(src)} is not in search.sources; {extra}add it there or drop this override",
+                )
         counts = {}
-        for src in self.search.sources:
+        for src in sources:
             try:
                 counts[src] = self.search_for(src).num_levels
             except ValidationError as e:
-                first = e.errors()[0]
-                loc = ".".join(str(x) for x in first["loc"])
-                raise ValueError(f"search.per_source.{src}.{loc}: {first['msg']}") from None
+                loc, msg = _problem(_first_error(e), SearchSpec)
+                raise _At(("search", "per_source", src, *loc), msg) from None
         if len(set(counts.values())) > 1:
-            raise ValueError(
-                f"search.per_source: every source needs the same number of levels, got {counts}"
+            raise _At(
+                ("search", "per_source"),
+                f"every source needs the same number of levels, got {counts}; "
+                "make levels / densities / early_bird.prune_fractions agree",
             )
-        check("train.optimizer", [self.train.optimizer], self.optimizers, "optimizer")
-        for src in self.search.sources:
+        fix = "define it under optimizers"
+        check(("train", "optimizer"), self.train.optimizer, self.optimizers, "an optimizer", fix)
+        if self.search.optimizer is not None:
             check(
-                f"search.per_source.{src}.optimizer",
-                [self.search_optimizer(src)],
-                self.optimizers,
-                "optimizer",
+                ("search", "optimizer"), self.search.optimizer, self.optimizers, "an optimizer", fix
             )
+        for src, over in self.search.per_source.items():
+            if "optimizer" in over and over["optimizer"] is not None:
+                path = ("search", "per_source", src, "optimizer")
+                check(path, over["optimizer"], self.optimizers, "an optimizer", fix)
         n = self.search.num_levels
         if self.stability is not None:
-            bad = [lv for lv in self.stability.levels if not 0 <= lv <= n]
-            if bad:
-                raise ValueError(f"stability.levels: {bad} outside 0..{n} (the search's levels)")
+            for i, lv in enumerate(self.stability.levels):
+                if not 0 <= lv <= n:
+                    raise _At(
+                        ("stability", "levels", i),
+                        f"level {lv} is outside 0..{n} (the search's levels); pick one in range",
+                    )
         if self.transfer is None:
             if self.stability is None:
-                raise ValueError("transfer: required unless the suite has a stability section")
-            return self
-        check(
-            "transfer.sources",
-            self.transfer_sources,
-            {s: 1 for s in self.search.sources},
-            "search source",
-        )
-        check("transfer.targets", self.transfer.targets, self.datasets, "dataset")
-        check("transfer.optimizers", self.transfer_optimizers, self.optimizers, "optimizer")
-        if len(set(self.transfer.controls)) != len(self.transfer.controls):
-            raise ValueError("transfer.controls: each control may appear once")
-        if "own_ticket" in self.transfer.controls:
-            missing = [t for t in self.transfer.targets if t not in self.search.sources]
-            if missing:
-                raise ValueError(
-                    f"transfer.controls: own_ticket needs a search on every target, but "
-                    f"{', '.join(missing)} is not in search.sources; add it there or drop own_ticket"
+                raise _At(
+                    ("transfer",),
+                    "required unless the suite has a stability section; "
+                    "add transfer: {targets: [...]}",
                 )
-        if self.transfer.levels is not None:
-            bad = [lv for lv in self.transfer.levels if not 0 <= lv <= n]
-            if bad:
-                raise ValueError(f"transfer.levels: {bad} outside 0..{n} (the search's levels)")
+            return self
+        tr = self.transfer
+        if tr.sources is not None:
+            check(
+                ("transfer", "sources"),
+                tr.sources,
+                sources,
+                "a search source",
+                "add it to search.sources",
+            )
+        check(
+            ("transfer", "targets"),
+            tr.targets,
+            self.datasets,
+            "a dataset",
+            "define it under datasets",
+        )
+        if tr.optimizers is not None:
+            check(("transfer", "optimizers"), tr.optimizers, self.optimizers, "an optimizer", fix)
+        if "own_ticket" in tr.controls:
+            missing = [t for t in tr.targets if t not in sources]
+            if missing:
+                raise _At(
+                    ("transfer", "controls", tr.controls.index("own_ticket")),
+                    f"own_ticket needs a search on every target, but {', '.join(missing)} is "
+                    "not in search.sources; add it there or drop own_ticket",
+                )
+        if tr.levels is not None:
+            for i, lv in enumerate(tr.levels):
+                if not 0 <= lv <= n:
+                    raise _At(
+                        ("transfer", "levels", i),
+                        f"level {lv} is outside 0..{n} (the search's levels); pick one in range",
+                    )
+        base = self.analysis.baseline
+        own = base == "own_ticket" and set(tr.targets) & set(self.transfer_sources)
+        if "baseline" in self.analysis.model_fields_set and base not in tr.controls and not own:
+            raise _At(
+                ("analysis", "baseline"),
+                f"{base!r} is not among transfer.controls ({', '.join(tr.controls) or 'none'}), "
+                "so there is nothing to compare with; add it to transfer.controls or pick one",
+            )
         return self
 
     def search_for(self, source: str) -> SearchSpec:
@@ -414,8 +629,12 @@ class Suite(_Model):
         over = self.search.per_source.get(source)
         if not over:
             return self.search
-        if {"sources", "per_source"} & set(over):
-            raise ValueError(f"search.per_source.{source}: cannot override sources or per_source")
+        for key in ("sources", "per_source"):
+            if key in over:
+                raise _At(
+                    ("search", "per_source", source, key),
+                    "cannot be overridden per source; set it in search",
+                )
         base = self.search.model_dump(exclude={"per_source"})
         return SearchSpec.model_validate({**base, **over})
 
@@ -437,65 +656,162 @@ class Suite(_Model):
         return given or tuple(range(self.search.num_levels + 1))
 
 
-def _format_loc(loc: tuple[Any, ...]) -> str:
-    out = ""
+# --- error formatting ------------------------------------------------------------------------
+
+
+def _names(names: Iterable[Any], limit: int = 12) -> str:
+    """A bounded, comma-separated list of names for a message."""
+    names = [str(n) for n in names]
+    shown = ", ".join(names[:limit]) or "none"
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def _clean_loc(loc: tuple[Any, ...], root: type[BaseModel]) -> tuple[Loc, type[BaseModel] | None]:
+    """Pydantic's error location as the user's key path, and the model holding its last key.
+
+    Union member tags (``'int'``, ``'str'``) and ``'[key]'`` markers are dropped; mapping keys become
+    text, so only list indices stay integers.
+    """
+    ann: Any = root
+    out: list[str | int] = []
+    parent: type[BaseModel] | None = None
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
-def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
-    """Field names valid at the parent of ``loc`` (for did-you-mean hints)."""
-    model: Any = Suite
-    for part in loc[:-1]:
-        field = getattr(model, "model_fields", {}).get(part) if isinstance(part, str) else None
-        if field is None:
-            ann = None
-        else:
-            ann = field.annotation
-        # dict[str, Spec] levels: the key is a user name, skip into the value type
-        if ann is not None and getattr(ann, "__origin__", None) is dict:
-            ann = ann.__args__[1]
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            model = ann
-        elif field is None and isinstance(model, type) and issubclass(model, BaseModel):
+        ann = _unwrap(ann)
+        origin = get_origin(ann)
+        parent = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+        if part == "[key]":
             continue
+        if origin in (Union, types.UnionType):  # pydantic names the union member tried
+            ann = None
+            continue
+        if parent is not None:
+            out.append(str(part))
+            field = parent.model_fields.get(part) if isinstance(part, str) else None
+            ann = field.annotation if field is not None else None
+        elif origin is dict:
+            out.append(str(part))
+            ann = get_args(ann)[1] if get_args(ann) else None
+        elif origin in (tuple, list) and isinstance(part, int):
+            out.append(part)
+            ann = _element_type(ann, part)
         else:
-            return []
-    return list(getattr(model, "model_fields", {}))
+            out.append(part if isinstance(part, int) else str(part))
+            ann = None
+    return tuple(out), parent
 
 
-def format_validation_error(err: ValidationError, where: str) -> str:
-    """One line: ``<file>: <key path>: <problem>`` for the first error, plus a count of the rest."""
-    first = err.errors()[0]
-    loc = tuple(first["loc"])
-    msg = first["msg"]
-    if first["type"] == "extra_forbidden":
-        hint = difflib.get_close_matches(str(loc[-1]), _allowed_keys(loc), n=1)
-        msg = f"unknown key {loc[-1]!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")
-        allowed = _allowed_keys(loc)
-        if allowed and not hint:
-            msg += f" (allowed: {', '.join(allowed)})"
-    elif first["type"] == "missing":
-        msg = "required key is missing"
-    elif "input" in first and first["type"] not in ("value_error",):
-        msg = f"{msg} (got {first['input']!r})"
-    msg = msg.removeprefix("Value error, ")
-    more = len(err.errors()) - 1
+def _kind(value: Any) -> str:
+    """What YAML made of a value, in the user's words."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, int | float):
+        return "a number"
+    return "null" if value is None else type(value).__name__
+
+
+def _problem(error: Any, root: type[BaseModel]) -> tuple[Loc, str]:
+    """The key path and a one-line message (with the fix) for one pydantic error."""
+    loc, parent = _clean_loc(tuple(error["loc"]), root)
+    kind, msg = error["type"], error["msg"]
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, _At):
+        return loc + cause.path, cause.msg
+    got = f" (got {_short(error['input'])})" if "input" in error else ""
+    if kind == "extra_forbidden":
+        allowed = list(parent.model_fields) if parent is not None else []
+        hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        msg = f"unknown key {_short(loc[-1])}; " + (
+            f"did you mean {hint[0]!r}?"
+            if hint
+            else f"remove it (allowed here: {_names(allowed, 30)})"
+        )
+    elif kind == "missing":
+        msg = "required key is missing; add it"
+    elif "[key]" in error["loc"]:
+        msg = f"keys must be text, got {_kind(error.get('input'))}{got}; quote the key"
+    elif kind in ("model_type", "model_attributes_type", "dict_type"):
+        inp = error.get("input")
+        msg = f"expected a mapping (key: value), got {_kind(inp)}: {_short(inp)}"
+    elif kind in ("tuple_type", "list_type"):
+        inp = error.get("input")
+        msg = f"expected a list such as [a, b], got {_kind(inp)}: {_short(inp)}"
+    elif kind == "value_error":
+        msg = msg.removeprefix("Value error, ")
+    else:
+        msg = re.sub(r"^(Tuple|List)\b", "list", msg).replace(" after validation", "")
+        msg = re.sub(r"^Dictionary\b", "mapping", msg) + got
+        if kind == "literal_error":
+            options = re.findall(r"'([^']*)'", (error.get("ctx") or {}).get("expected", ""))
+            hint = difflib.get_close_matches(str(error.get("input")), options, n=1)
+            msg += f"; did you mean {hint[0]!r}?" if hint else ""
+    return loc, msg
+
+
+def _first_error(err: ValidationError) -> Any:
+    """The error to show: an unknown key first (a misspelt key also makes a required one missing)."""
+    errors = err.errors()
+    return next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+
+
+def _consequence(other: Loc, other_type: str, shown: Loc) -> bool:
+    """Whether an error at ``other`` is the shown one or follows from it: a failed list item also
+    makes its list too short, a misspelt key also leaves a required key missing."""
+    n = min(len(other), len(shown))
+    return other[:n] == shown[:n] or (other_type == "missing" and other[:-1] == shown[:-1])
+
+
+def format_validation_error(
+    err: ValidationError,
+    where: str,
+    root: type[BaseModel] | None = None,
+    line_of: Callable[[Loc], int | None] | None = None,
+) -> str:
+    """One line ``<file>[: line N]: <key path>: <problem; fix>`` for the first error (+ a count).
+
+    ``root`` is the model ``err`` came from (paths and "did you mean" hints are relative to it;
+    by default the model named in the error); ``line_of`` maps a key path to its line in the YAML
+    file, when known.
+    """
+    if root is None:
+        models = {m.__name__: m for m in _Model.__subclasses__()}
+        root = models.get(err.title, Suite)
+    first = _first_error(err)
+    loc, msg = _problem(first, root)
+    line = line_of(loc) if line_of is not None else None
+    at = f"{where}: line {line}" if line else where
+    others = [(_clean_loc(tuple(e["loc"]), root)[0], e["type"]) for e in err.errors()]
+    more = len({o for o, kind in others if not _consequence(o, kind, loc)})
     tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-    return f"{where}: {_format_loc(loc)}: {msg}{tail}"
+    return _one_line(f"{at}: {_format_loc(loc)}: {msg}{tail}")
 
 
-def parse_suite(data: Any, where: str = "suite") -> Suite:
+def _not_a_mapping(data: Any) -> str:
+    """Why a document that is not a mapping is no suite, and what a suite looks like."""
+    what = "the file is empty" if data is None else f"the document is {_kind(data)}, not a mapping"
+    return (
+        f"{what}; a suite is a mapping of keys (name, seeds, model, datasets, search, ...); "
+        "see suites/quickstart.yaml"
+    )
+
+
+def parse_suite(
+    data: Any, where: str = "suite", line_of: Callable[[Loc], int | None] | None = None
+) -> Suite:
     """Validate an already-parsed YAML document into a ``Suite`` or raise a one-line ``ConfigError``."""
     if not isinstance(data, dict):
-        raise ConfigError(
-            f"{where}: the document must be a mapping of keys (name, seeds, model, ...)"
-        )
+        raise ConfigError(f"{where}: {_not_a_mapping(data)}")
     try:
         return Suite.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(format_validation_error(e, where)) from None
+        raise ConfigError(format_validation_error(e, where, Suite, line_of)) from None
+    except RecursionError:  # a self-referencing structure built in Python
+        raise ConfigError(f"{where}: the suite refers to itself (a cycle); write it out") from None
 
 
 def apply_scale(data: dict[str, Any], scale: str, where: str) -> dict[str, Any]:
@@ -505,22 +821,27 @@ def apply_scale(data: dict[str, Any], scale: str, where: str) -> dict[str, Any]:
     and report never mix with the full-scale ones.
     """
     scales = data.get("scales") or {}
+    if not isinstance(scales, dict):
+        raise ConfigError(f"{where}: scales: expected a mapping of scale names to overrides")
     if scale not in scales:
-        known = ", ".join(sorted(scales)) or "none defined"
+        known = _names(sorted(map(str, scales)))
         raise ConfigError(f"{where}: --scale {scale!r} is not in the suite's scales ({known})")
     out = copy.deepcopy(data)
     overrides = scales[scale] or {}
     if not isinstance(overrides, dict):
-        raise ConfigError(f"{where}: scales.{scale} must map dotted keys to values")
+        raise ConfigError(f"{where}: scales.{scale}: must map dotted keys to values")
     for dotted, value in overrides.items():
         cur = out
         *parents, last = str(dotted).split(".")
         for part in parents:
-            nxt = cur.get(part) if isinstance(cur, dict) else None
+            nxt = cur.get(part)
             if nxt is None:
                 nxt = cur[part] = {}
             if not isinstance(nxt, dict):
-                raise ConfigError(f"{where}: scales.{scale}.{dotted}: {part!r} is not a mapping")
+                raise ConfigError(
+                    f"{where}: scales.{scale}.{dotted}: {part!r} is not a mapping; "
+                    "override the whole value instead"
+                )
             cur = nxt
         cur[last] = value
     if "name" not in overrides:
@@ -529,22 +850,17 @@ def apply_scale(data: dict[str, Any], scale: str, where: str) -> dict[str, Any]:
 
 
 def load_suite(path: str | Path, scale: str | None = None) -> Suite:
-    """Read and validate a suite YAML file (optionally at one of its ``scales``)."""
+    """Read and validate a suite YAML file (optionally at one of its ``scales``).
+
+    Every problem is a one-line ``ConfigError`` naming the file, the line when known, the key path
+    and the fix.
+    """
     p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as e:
-        raise ConfigError(f"{p}: cannot read suite file ({e.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{p}:{line}: invalid YAML ({getattr(e, 'problem', e)})") from None
+    where = str(p)
+    data, root = read_yaml(read_suite_text(p), where)
+    if not isinstance(data, dict):
+        line = f": line {root.start_mark.line + 1}" if root is not None and data is not None else ""
+        raise ConfigError(f"{where}{line}: {_not_a_mapping(data)}")
     if scale is not None:
-        if not isinstance(data, dict):
-            raise ConfigError(
-                f"{p}: the document must be a mapping of keys (name, seeds, model, ...)"
-            )
-        data = apply_scale(data, scale, str(p))
-    return parse_suite(data, str(p))
+        data = apply_scale(data, scale, where)
+    return parse_suite(data, where, line_finder(root, scale))

@@ -17,17 +17,32 @@ which may differ from the source's.
 
 from __future__ import annotations
 
+from transfer_bench.fileio import atomic_write_json
 from transfer_bench.models import build_model
 from transfer_bench.pruning import apply_masks_, density, random_global, shuffle_layerwise
 from transfer_bench.runner.context import Context, Progress
 from transfer_bench.runner.plan import Run
-from transfer_bench.runner.store import RunDir, load_checkpoint, save_checkpoint
+from transfer_bench.runner.store import RunDir, load_checkpoint, read_json, save_checkpoint
 from transfer_bench.search.common import outcome_record
 from transfer_bench.seeding import derive_seed, generator
 from transfer_bench.tickets import load_ticket
 from transfer_bench.training import train
 
 FRESH_INIT_CONTROLS = ("random_reinit", "shuffle_layerwise", "random_global")
+SKIPPED_FILE = "skipped.json"
+
+
+def _no_ticket_because(source: RunDir, level: int) -> str | None:
+    """Why the source search has no ticket for ``level`` (it diverged earlier), or None."""
+    if source.ticket_path(level).exists():
+        return None
+    for earlier in range(level):
+        path = source.result_path(earlier)
+        if path.exists() and read_json(path).get("diverged"):
+            return (
+                f"the source search diverged at level {earlier}, so it has no level {level} ticket"
+            )
+    return None
 
 
 def run_transfer(ctx: Context, run: Run, rd: RunDir, progress: Progress) -> list[int]:
@@ -60,6 +75,12 @@ def run_transfer(ctx: Context, run: Run, rd: RunDir, progress: Progress) -> list
             continue
         if control == "dense":
             model, masks = build(derive_seed(run.seed, "init")), None
+        elif source_dir is not None and (why := _no_ticket_because(RunDir(source_dir), level)):
+            # nothing to train: the source search diverged before producing this ticket
+            atomic_write_json(rd.level(level) / SKIPPED_FILE, {"level": level, "reason": why})
+            progress(f"level {level}: skipped ({why})")
+            done.append(level)
+            continue
         else:
             ticket = load_ticket(RunDir(source_dir).ticket_path(level))
             model = build(derive_seed(run.seed, "init"))
@@ -113,6 +134,7 @@ def run_transfer(ctx: Context, run: Run, rd: RunDir, progress: Progress) -> list
                 optimizer=opt_key,
                 source_optimizer=suite.search_optimizer(source) if source else None,
                 control=control,
+                num_classes=ds.num_classes,
             ),
         )
         done.append(level)

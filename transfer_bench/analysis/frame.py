@@ -179,3 +179,38 @@ def with_own_ticket_rows(df: pd.DataFrame) -> pd.DataFrame:
     extra["control"] = "own_ticket"
     extra["derived"] = True
     return pd.concat([df, extra], ignore_index=True)
+
+
+DIVERGED_POLICIES: tuple[str, ...] = ("chance", "exclude", "keep")
+
+
+def diverged_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Records of trainings whose loss became non-finite (``diverged`` true in ``result.json``)."""
+    if df.empty or "diverged" not in df.columns:
+        return df.iloc[0:0]
+    return df[df["diverged"].fillna(False).astype(bool)]
+
+
+def apply_diverged(df: pd.DataFrame, policy: str) -> pd.DataFrame:
+    """Treat diverged trainings as the analysis is configured to.
+
+    ``chance``: their accuracies count as chance level (1 / number of classes) — a ticket whose
+    training blows up has failed, and dropping it would flatter its arm; ``exclude``: drop them
+    (the arm's n shrinks, reported); ``keep``: use the accuracies last measured before the loss
+    became non-finite.
+    """
+    if policy not in DIVERGED_POLICIES:
+        raise ValueError(f"diverged policy {policy!r}: use one of {', '.join(DIVERGED_POLICIES)}")
+    bad = diverged_rows(df)
+    if bad.empty or policy == "keep":
+        return df
+    if policy == "exclude":
+        return df.drop(index=bad.index).reset_index(drop=True)
+    out = df.copy()
+    if "num_classes" not in out.columns:  # records written before num_classes was recorded
+        out["num_classes"] = float("nan")
+    classes = pd.to_numeric(out.loc[bad.index, "num_classes"], errors="coerce")
+    for col in ("test_accuracy", "best_test_accuracy"):
+        if col in out.columns:
+            out.loc[bad.index, col] = 1.0 / classes
+    return out

@@ -18,9 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from filelock import FileLock
 from pydantic import ValidationError
 
 from transfer_bench.analysis.frame import (
+    apply_diverged,
+    diverged_rows,
     load_results,
     with_own_ticket_rows,
 )
@@ -65,6 +68,7 @@ class Analysis:
     auc: pd.DataFrame
     sources_auc: pd.DataFrame
     messages: list[str] = field(default_factory=list)
+    diverged: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def treatments(df: pd.DataFrame, baseline: str) -> list[str]:
@@ -74,9 +78,31 @@ def treatments(df: pd.DataFrame, baseline: str) -> list[str]:
     return (["ticket"] if "ticket" in present else []) + rest
 
 
+DIVERGED_WORDS = {
+    "chance": "chance accuracy (1 / classes)",
+    "exclude": "excluded",
+    "keep": "their last accuracy before diverging",
+}
+
+
 def analyse(suite_dir: Path, spec: AnalysisSpec) -> Analysis:
     """Load results and compute every table (warnings are left to the caller to collect)."""
-    df = load_results(suite_dir)
+    raw = load_results(suite_dir)
+    a = _analyse(raw, spec)
+    a.diverged = diverged_rows(raw)
+    return a
+
+
+def _analyse(df: pd.DataFrame, spec: AnalysisSpec) -> Analysis:
+    policy = spec.diverged
+    bad = diverged_rows(df)
+    if not bad.empty:
+        warnings.warn(
+            f"{len(bad)} training(s) diverged (non-finite loss); analysed as "
+            f"{DIVERGED_WORDS[policy]} (analysis.diverged: {policy}); see 'Diverged trainings'",
+            stacklevel=2,
+        )
+    df = apply_diverged(df, policy)
     if spec.baseline == "own_ticket":  # a target's own ticket may live under its "ticket" arm
         df = with_own_ticket_rows(df)
     empty = pd.DataFrame()
@@ -243,6 +269,42 @@ def figures_section(a: Analysis, suite_dir: Path, spec: AnalysisSpec) -> tuple[s
     return "\n\n".join(parts), pngs
 
 
+def _cell(v: Any) -> str:
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+
+
+def diverged_section(bad: pd.DataFrame, policy: str) -> str:
+    """Every training whose loss became non-finite, with the step, and how the analysis treated it."""
+    if bad.empty:
+        return ""
+    cols = [
+        c
+        for c in (
+            "kind",
+            "source",
+            "target",
+            "optimizer",
+            "control",
+            "level",
+            "seed",
+            "diverged_at",
+        )
+        if c in bad.columns
+    ]
+    rows = bad[cols].sort_values([c for c in cols if c != "diverged_at"])
+    head = ["diverged at step" if c == "diverged_at" else c for c in cols]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(_cell(v) for v in r) + " |" for r in rows.itertuples(index=False)]
+    table = "\n".join(lines)
+    return (
+        f"## Diverged trainings\n\n{len(bad)} training(s) produced a non-finite loss and stopped; "
+        f"the analysis counts them as {DIVERGED_WORDS[policy]} (`analysis.diverged: {policy}`; "
+        "alternatives: chance, exclude, keep).\n\n" + table
+    )
+
+
 # ---------------------------------------------------------------------------------------- html
 
 
@@ -286,6 +348,18 @@ def write_report(
     """Analyse the results below ``suite_dir`` and write the report files; returns report.md's path."""
     suite_dir = Path(suite_dir)
     spec = parse_analysis(analysis)
+    suite_dir.mkdir(parents=True, exist_ok=True)
+    # one report writer at a time per folder; it removes what a killed writer left behind
+    with FileLock(str(suite_dir / ".report.lock")):
+        for folder in (suite_dir, suite_dir / "figures", suite_dir / "tables"):
+            for stale in folder.glob(".*.tmp"):
+                stale.unlink(missing_ok=True)
+        return _write_report(suite_dir, suite_name, spec, config_summary)
+
+
+def _write_report(
+    suite_dir: Path, suite_name: str, spec: AnalysisSpec, config_summary: str
+) -> Path:
     context = {"title": f"{suite_name}: each arm vs {spec.baseline}"}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -332,6 +406,7 @@ def write_report(
         auc_section,
         src_section,
         fig_section,
+        diverged_section(a.diverged, spec.diverged),
         "## Warnings\n\n" + ("\n".join(f"- {m}" for m in messages) or "None."),
     ]
     text = "\n\n".join(s for s in sections if s) + "\n"

@@ -483,13 +483,46 @@ _LOCAL_LAYOUT = (
 )
 
 
-def _local_npz(spec: DatasetSpec, path: Path) -> RawData:
-    where = f"dataset {spec.source!r} ({path})"
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a .npz is a zip archive (the second: empty zip)
+
+
+def _read_npz(path: Path, where: str) -> dict[str, np.ndarray]:
+    """All arrays of a .npz file; a damaged or foreign file is a one-line DatasetError.
+
+    The zip signature is checked first so that garbage is reported as such (np.load would call it
+    pickled data and suggest allow_pickle, which is never an option here).
+    """
+    try:
+        with path.open("rb") as f:
+            magic = f.read(4)
+    except OSError as e:
+        raise DatasetError(f"{where}: cannot be read ({e.strerror}); check the file") from None
+    if magic not in _ZIP_MAGIC:
+        raise DatasetError(
+            f"{where}: not a .npz archive (no zip signature; damaged or another format); "
+            f"write it with numpy.savez. {_LOCAL_LAYOUT}"
+        )
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError) as e:
-        raise DatasetError(f"{where}: cannot read .npz ({e}); {_LOCAL_LAYOUT}") from None
+    except Exception as e:  # zipfile, zlib, numpy and OS errors alike mean a damaged file
+        reason = " ".join(f"{type(e).__name__}: {e}".split())
+        raise DatasetError(
+            f"{where}: cannot read .npz ({reason}); the file is damaged, write it again with "
+            f"numpy.savez. {_LOCAL_LAYOUT}"
+        ) from None
+    bad = sorted(k for k, v in arrays.items() if not isinstance(v, np.ndarray))
+    if bad:
+        raise DatasetError(
+            f"{where}: member(s) {', '.join(bad)} are not .npy arrays; write the file with "
+            f"numpy.savez. {_LOCAL_LAYOUT}"
+        )
+    return arrays
+
+
+def _local_npz(spec: DatasetSpec, path: Path) -> RawData:
+    where = f"dataset {spec.source!r} ({path})"
+    arrays = _read_npz(path, where)
     if "x_train" in arrays and "y_train" in arrays:
         xk, yk = "x_train", "y_train"
     elif "x" in arrays and "y" in arrays:

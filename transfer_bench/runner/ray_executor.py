@@ -37,15 +37,24 @@ from transfer_bench.runner.pool import (
     worker_spec,
 )
 
-RAY_MISSING = "Ray is not installed: pip install 'transfer-bench[ray]' (or pip install ray)"
+NO_RAY = "or run without Ray: --executor local"
+RAY_MISSING = (
+    "Ray is not installed (needed by --executor ray): pip install 'transfer-bench[ray]' "
+    f"(or pip install ray), {NO_RAY}"
+)
 
 
 def import_ray() -> Any:
-    """The ``ray`` module, or a one-line TransferBenchError saying how to install it."""
+    """The ``ray`` module, or a one-line TransferBenchError saying how to install or repair it."""
     try:
         import ray
-    except ImportError:
-        raise TransferBenchError(RAY_MISSING) from None
+    except ImportError as e:
+        if isinstance(e, ModuleNotFoundError) and e.name in (None, "ray"):
+            raise TransferBenchError(RAY_MISSING) from None
+        raise TransferBenchError(  # installed but broken (a missing dependency, a bad build)
+            f"Ray is installed but cannot be imported ({one_line(e)}); repair it with "
+            f"pip install --force-reinstall 'transfer-bench[ray]', {NO_RAY}"
+        ) from None
     return ray
 
 

@@ -10,6 +10,7 @@ never leaves a half-written file behind; checkpoints let it resume mid-level.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +22,7 @@ from filelock import FileLock
 from safetensors.torch import load_file, save_file
 
 from transfer_bench.errors import TransferBenchError
-from transfer_bench.fileio import atomic_write_json, atomic_write_with
+from transfer_bench.fileio import atomic_write_bytes, atomic_write_json, atomic_write_with
 
 
 def read_json(path: Path) -> Any:
@@ -48,7 +49,9 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor]:
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Mid-training checkpoint (model, optimizer, step, history); loaded with ``weights_only``."""
-    atomic_write_with(path, lambda tmp: torch.save(state, tmp))
+    buf = io.BytesIO()  # serialize first: a failed disk write then reports its real cause
+    torch.save(state, buf)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def load_checkpoint(path: Path) -> dict[str, Any] | None:
@@ -122,5 +125,19 @@ class RunDir:
                 f"{self.path}: cannot create the results folder ({e.strerror}); "
                 "choose a writable --results directory"
             ) from None
-        with FileLock(str(self.path / ".lock")):
+        lock = FileLock(str(self.path / ".lock"))
+        try:
+            lock.acquire()
+        except OSError as e:
+            raise TransferBenchError(
+                f"{self.path}: cannot create the run lock ({e.strerror}); free space or choose "
+                "a writable --results folder"
+            ) from None
+        try:
+            # temporary files of a process killed mid-write; nobody else writes here while we
+            # hold the lock
+            for stale in self.path.rglob(".*.tmp"):
+                stale.unlink(missing_ok=True)
             yield
+        finally:
+            lock.release()

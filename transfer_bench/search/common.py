@@ -44,7 +44,9 @@ def outcome_record(
         "early_stop_iteration": outcome.early_stop_iteration,
         "iterations": outcome.iterations,
         "seconds": round(outcome.seconds, 3),
+        "diverged": outcome.diverged_at is not None,
         "diverged_at": outcome.diverged_at,
+        "torch_threads": torch.get_num_threads(),
         **fields,
         "history": outcome.history,
     }
@@ -105,6 +107,7 @@ class SourceSetup:
             optimizer=opt,
             source_optimizer=opt,
             control=self.spec.method,
+            num_classes=self.ds.num_classes,
             **fields,
         )
 

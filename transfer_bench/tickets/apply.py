@@ -42,49 +42,63 @@ def _ticket_tensor(ticket: Ticket, name: str) -> torch.Tensor | None:
     return ticket.state.get(name)
 
 
+def _shape_of(tensor: torch.Tensor | None) -> str:
+    return "absent" if tensor is None else str(list(tensor.shape))
+
+
 def check_compatible(ticket: Ticket, model: torch.nn.Module) -> None:
     """Raise ``TicketError`` naming the first parameter where ``model`` does not fit ``ticket``.
 
-    Names of prunable and head parameters must match; shapes must match outside the head.
+    The prunable parameters are compared in the model's order: names must match and, outside the
+    head, shapes too. The message gives the name and both shapes (model's and ticket's) of the
+    first mismatch, and what the ticket holds at that position when the names differ.
     """
     arch = ticket.meta.get("model", {}).get("name", "?")
     fix = f"build the same architecture as the ticket ({arch!r}) for the target input"
     model_names = _model_attr(model, "prunable_names")
+    model_heads = _model_attr(model, "head_names")
     ticket_names = ticket.prunable_names
-    ticket_set, model_set = set(ticket_names), set(model_names)
-    for name in model_names:
-        if name not in ticket_set:
-            other = next((n for n in ticket_names if n not in model_set), None)
-            hint = f" (the ticket has {other!r} instead)" if other else ""
-            raise _err(f"model parameter {name!r} is not in the ticket{hint}", fix)
+    params = dict(model.named_parameters())
+    heads = set(model_heads)
+    for i, name in enumerate(model_names):
+        if name not in params:
+            raise _err(
+                f"model prunable name {name!r} is not a parameter of the model",
+                "fix the model's prunable_names",
+            )
+        have = list(params[name].shape)
+        if name not in ticket.masks:
+            other = ticket_names[i] if i < len(ticket_names) else None
+            hint = (
+                f"; the ticket has {other!r} {_shape_of(ticket.masks[other])} at that position"
+                if other is not None
+                else "; the ticket has no more prunable parameters"
+            )
+            raise _err(
+                f"model parameter {name!r} {have} (prunable parameter {i + 1}) "
+                f"is not in the ticket{hint}",
+                fix,
+            )
+        want = list(ticket.masks[name].shape)
+        if name not in heads and want != have:
+            raise _err(
+                f"parameter {name!r} has shape {have} in the model but {want} in the ticket", fix
+            )
+    model_set = set(model_names)
     for name in ticket_names:
         if name not in model_set:
-            raise _err(f"ticket parameter {name!r} is not a prunable parameter of the model", fix)
+            raise _err(
+                f"ticket parameter {name!r} {_shape_of(ticket.masks[name])} "
+                "is not a prunable parameter of the model",
+                fix,
+            )
 
-    model_heads = _model_attr(model, "head_names")
     for name in model_heads:
         if name not in ticket.head_names:
             raise _err(f"model head parameter {name!r} is not a head parameter of the ticket", fix)
     for name in ticket.head_names:
         if name not in model_heads:
             raise _err(f"ticket head parameter {name!r} is not a head parameter of the model", fix)
-
-    params = dict(model.named_parameters())
-    heads = set(model_heads)
-    for name in model_names:
-        if name not in params:
-            raise _err(
-                f"model prunable name {name!r} is not a parameter of the model",
-                "fix the model's prunable_names",
-            )
-        if name in heads:
-            continue
-        want = list(ticket.masks[name].shape)
-        have = list(params[name].shape)
-        if want != have:
-            raise _err(
-                f"parameter {name!r} has shape {have} in the model but {want} in the ticket", fix
-            )
 
 
 def head_mismatch(ticket: Ticket, model: torch.nn.Module) -> str | None:
@@ -133,10 +147,11 @@ def apply_ticket(
     heads = set(_model_attr(model, "head_names"))
     mismatch = head_mismatch(ticket, model)
     matches = mismatch is None
-    if head == "keep" and not matches:
+    if head == "keep" and mismatch is not None:
+        model_value = model.state_dict().get(mismatch)
         raise _err(
-            f"head parameter {mismatch!r} of the ticket does not fit the model "
-            "(class counts differ)",
+            f"head parameter {mismatch!r} has shape {_shape_of(model_value)} in the model but "
+            f"{_shape_of(_ticket_tensor(ticket, mismatch))} in the ticket (class counts differ)",
             "use head='auto' or head='reinit' to re-initialize the head",
         )
     reinit = head == "reinit" or (head == "auto" and not matches)
@@ -148,7 +163,7 @@ def apply_ticket(
         t = _ticket_tensor(ticket, name)
         if t is None:
             raise _err(
-                f"model state entry {name!r} is missing from the ticket",
+                f"model state entry {name!r} {list(value.shape)} is missing from the ticket",
                 "use a ticket found for this architecture",
             )
         if t.shape != value.shape:
@@ -160,7 +175,8 @@ def apply_ticket(
     for name in list(ticket.weights) + list(ticket.state):
         if name not in sd and not (reinit and name in heads):
             raise _err(
-                f"ticket entry {name!r} does not exist in the model",
+                f"ticket entry {name!r} {_shape_of(_ticket_tensor(ticket, name))} "
+                "does not exist in the model",
                 "use a ticket found for this architecture",
             )
 

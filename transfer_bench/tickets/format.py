@@ -16,10 +16,16 @@ Layout (format ``transfer-bench-ticket``, ``format_version`` 1):
 ``payload_sha256`` covers the tensors only (so it can live in the metadata): sha256 over the tensors
 sorted by name (Unicode code points), each fed as ``u64le(len(d)) + d`` with
 ``d = json([name, safetensors dtype, shape])`` (compact separators), then ``u64le(len(b)) + b`` with
-``b`` the tensor's raw little-endian bytes as stored in the file.
+``b`` the tensor's raw little-endian bytes as stored in the file. The digest does not cover
+``meta``: its mask-derived fields are re-checked against the masks, its provenance is not protected.
+
+Writing is byte-deterministic (equal tickets give equal files in any process): transfer-bench writes
+the safetensors container itself, with the JSON header's keys sorted (``__metadata__`` and ``meta``
+included), compact separators, the header space-padded to a multiple of 8, and the tensors laid out
+by decreasing item size, then name (naturally aligned, no gaps). Any safetensors reader loads it.
 
 ``load_ticket`` verifies everything (header size, format, version, digest, metadata, mask/weight
-agreement, pad bits, finiteness, zero pruned weights) and turns every problem into a one-line
+agreement, pad bits, finite weights and state, zero pruned weights) and turns every problem into a one-line
 ``TicketError`` naming the file, the reason and the fix.
 """
 
@@ -27,8 +33,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +43,7 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.torch import load as _st_load
-from safetensors.torch import save as _st_save
+from safetensors.torch import save as _st_save  # noqa: F401  (tests build raw files with it)
 
 from transfer_bench.errors import TicketError
 from transfer_bench.fileio import atomic_write_bytes
@@ -139,6 +145,15 @@ def _one_line(text: object) -> str:
 
 def _err(where: object, reason: str, fix: str) -> TicketError:
     return TicketError(_one_line(f"{where}: {reason}; {fix}"))
+
+
+def _short(value: object, limit: int = 60) -> str:
+    """``repr`` of an untrusted value, cut to ``limit`` characters for a one-line message."""
+    try:
+        r = repr(value)
+    except (RecursionError, ValueError):  # absurdly nested JSON, or an int too long to print
+        r = f"<{type(value).__name__}>"
+    return r if len(r) <= limit else r[: limit - 3] + "..."
 
 
 def _created_by() -> dict[str, str]:
@@ -262,7 +277,7 @@ def check_ticket(ticket: Ticket, where: object) -> None:
         if not isinstance(meta[key], int) or isinstance(meta[key], bool):
             raise _err(
                 where,
-                f"metadata field {key!r} must be an integer, got {meta[key]!r}",
+                f"metadata field {key!r} must be an integer, got {_short(meta[key])}",
                 _FIX_REEXPORT,
             )
     heads = meta["head_names"]
@@ -275,13 +290,15 @@ def check_ticket(ticket: Ticket, where: object) -> None:
             n for n in names if n not in ticket.weights
         ]
         raise _err(
-            where, f"parameter {odd[0]!r} has a mask but no weight or vice versa", _FIX_REEXPORT
+            where,
+            f"parameter {_short(odd[0])} has a mask but no weight or vice versa",
+            _FIX_REEXPORT,
         )
     if set(meta["param_shapes"]) != set(names):
         odd = [n for n in meta["param_shapes"] if n not in ticket.masks] + [
             n for n in names if n not in meta["param_shapes"]
         ]
-        raise _err(where, f"param_shapes and masks disagree at {odd[0]!r}", _FIX_REEXPORT)
+        raise _err(where, f"param_shapes and masks disagree at {_short(odd[0])}", _FIX_REEXPORT)
     overlap = [k for k in ticket.state if k in ticket.masks]
     if overlap:
         raise _err(where, f"{overlap[0]!r} is stored both as a weight and as state", _FIX_REEXPORT)
@@ -289,19 +306,23 @@ def check_ticket(ticket: Ticket, where: object) -> None:
     for name in names:
         m, w = ticket.masks[name], ticket.weights[name]
         shape = meta["param_shapes"][name]
+        if not _is_shape(shape):
+            raise _err(
+                where, f"param_shapes[{name!r}] = {_short(shape)} is not a shape", _FIX_REEXPORT
+            )
         if m.dtype != torch.bool:
             raise _err(where, f"mask {name!r} is not boolean", _FIX_REEXPORT)
         if list(m.shape) != shape or list(w.shape) != shape:
             raise _err(
                 where,
                 f"parameter {name!r}: mask shape {list(m.shape)} and weight shape "
-                f"{list(w.shape)} do not both match the recorded {shape}",
+                f"{list(w.shape)} do not both match the recorded {_short(shape)}",
                 "the file is corrupted; " + _FIX_REEXPORT,
             )
         if meta["mask_lengths"].get(name) != m.numel():
             raise _err(
                 where,
-                f"mask {name!r}: recorded length {meta['mask_lengths'].get(name)} "
+                f"mask {name!r}: recorded length {_short(meta['mask_lengths'].get(name))} "
                 f"!= {m.numel()} entries",
                 "the file is corrupted; " + _FIX_REEXPORT,
             )
@@ -319,13 +340,21 @@ def check_ticket(ticket: Ticket, where: object) -> None:
                 f"weight {name!r} has non-zero values at pruned positions",
                 "the file is corrupted; " + _FIX_REEXPORT,
             )
+    for name, v in ticket.state.items():
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            raise _err(
+                where,
+                f"state entry {name!r} contains NaN or infinite values",
+                "the source training diverged; re-run the search",
+            )
 
     expected = derived_meta(ticket.masks, heads)
     for key in ("density", "head_density"):
         if not _close(meta[key], expected[key]):
             raise _err(
                 where,
-                f"metadata {key} {meta[key]!r} disagrees with the masks ({expected[key]:.6g})",
+                f"metadata {key} {_short(meta[key])} disagrees with the masks "
+                f"({expected[key]:.6g})",
                 "the metadata was edited; " + _FIX_REEXPORT,
             )
     for name, value in expected["layer_density"].items():
@@ -337,8 +366,19 @@ def check_ticket(ticket: Ticket, where: object) -> None:
             )
 
 
+def _is_shape(shape: object) -> bool:
+    return isinstance(shape, list) and all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    )
+
+
 def _close(a: object, b: float) -> bool:
-    return isinstance(a, (int, float)) and not isinstance(a, bool) and abs(a - b) <= _DENSITY_TOL
+    if not isinstance(a, (int, float)) or isinstance(a, bool):
+        return False
+    try:
+        return abs(float(a) - b) <= _DENSITY_TOL
+    except OverflowError:  # an integer too large for a float is never a density
+        return False
 
 
 # ---------------------------------------------------------------------------------------- writing
@@ -364,6 +404,87 @@ def _split_blob(blob: bytes) -> tuple[dict[str, Any], memoryview]:
     return json.loads(blob[8 : 8 + n]), memoryview(blob)[8 + n :]
 
 
+_ST_DTYPES: dict[torch.dtype, str] = {
+    torch.float64: "F64",
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.int16: "I16",
+    torch.int8: "I8",
+    torch.uint8: "U8",
+    torch.bool: "BOOL",
+}
+
+
+def _layout(
+    tensors: Mapping[str, torch.Tensor], where: object = "ticket"
+) -> tuple[dict[str, Any], bytes]:
+    """Safetensors header entries and data buffer for ``tensors``, independent of dict order.
+
+    Tensors are laid out by decreasing item size, then by name, so that every tensor starts at a
+    multiple of its item size (the data starts 8-aligned) with no gaps, as safetensors requires.
+    """
+    entries: dict[str, Any] = {}
+    chunks: list[bytes] = []
+    offset = 0
+    for name in sorted(tensors, key=lambda k: (-tensors[k].element_size(), k)):
+        t = tensors[name].detach().cpu().contiguous()
+        dtype = _ST_DTYPES.get(t.dtype)
+        if dtype is None:
+            raise _err(
+                where,
+                f"tensor {name!r} has dtype {t.dtype}, which a ticket cannot store",
+                "convert it to a float, integer or bool dtype before saving",
+            )
+        b = t.reshape(-1).view(torch.uint8).numpy().tobytes()
+        entries[name] = {
+            "dtype": dtype,
+            "shape": list(t.shape),
+            "data_offsets": [offset, offset + len(b)],
+        }
+        chunks.append(b)
+        offset += len(b)
+    return entries, b"".join(chunks)
+
+
+def _container(entries: Mapping[str, Any], data: bytes, metadata: Mapping[str, str]) -> bytes:
+    """A safetensors file: u64le header length, JSON header (sorted keys, space-padded to a
+    multiple of 8), data. Byte-identical for equal inputs, unlike safetensors' own writer, whose
+    metadata order varies from call to call (a Rust hash map)."""
+    header = {"__metadata__": dict(metadata), **entries}
+    hb = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    hb += b" " * (-len(hb) % 8)
+    return len(hb).to_bytes(8, "little") + hb + data
+
+
+def _encode(
+    tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any], where: object = "ticket"
+) -> bytes:
+    """The bytes of a ticket file holding ``tensors`` and ``meta`` (digest computed here)."""
+    if sys.byteorder != "little":  # raw tensor bytes must be little-endian as the format says
+        raise _err(
+            where,
+            "saving tickets on a big-endian machine is not supported",
+            "save on a little-endian machine",
+        )
+    entries, data = _layout(tensors, where)
+    try:
+        meta_json = json.dumps(meta, allow_nan=False, sort_keys=True)
+    except (TypeError, ValueError) as e:
+        raise _err(
+            where, f"meta is not JSON-serializable ({e})", "pass plain JSON values in meta"
+        ) from None
+    metadata = {
+        "format": FORMAT_NAME,
+        "format_version": str(FORMAT_VERSION),
+        "meta": meta_json,
+        "payload_sha256": _payload_sha256(entries, memoryview(data)),
+    }
+    return _container(entries, data, metadata)
+
+
 def _tensors(ticket: Ticket) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
     for name, m in ticket.masks.items():
@@ -377,30 +498,19 @@ def _tensors(ticket: Ticket) -> dict[str, torch.Tensor]:
 
 
 def ticket_bytes(ticket: Ticket) -> bytes:
-    """Serialize a (checked) ticket to the bytes of a ``.ticket`` file."""
-    tensors = _tensors(ticket)
-    header, data = _split_blob(_st_save(tensors))
-    digest = _payload_sha256(header, data)
-    try:
-        meta_json = json.dumps(ticket.meta, allow_nan=False)
-    except (TypeError, ValueError) as e:
-        raise _err(
-            "ticket", f"meta is not JSON-serializable ({e})", "pass plain JSON values in meta"
-        ) from None
-    metadata = {
-        "format": FORMAT_NAME,
-        "format_version": str(FORMAT_VERSION),
-        "meta": meta_json,
-        "payload_sha256": digest,
-    }
-    return _st_save(tensors, metadata=metadata)
+    """Serialize a (checked) ticket to the bytes of a ``.ticket`` file, deterministically.
+
+    Equal tickets give equal bytes in any process: the header's keys (metadata included) are
+    sorted and tensors are laid out in a fixed order.
+    """
+    return _encode(_tensors(ticket), ticket.meta)
 
 
 def save_ticket(ticket: Ticket, path: str | os.PathLike[str]) -> Path:
     """Check and write ``ticket`` to ``path`` atomically (temp file in the same folder, replace)."""
     path = Path(path)
     check_ticket(ticket, path)
-    blob = ticket_bytes(ticket)
+    blob = _encode(_tensors(ticket), ticket.meta, path)
     atomic_write_bytes(path, blob)
     return path
 
@@ -452,6 +562,8 @@ def _read(path: Path) -> bytes:
         raise _err(path, "is a directory, not a ticket file", fix) from None
     except OSError as e:
         raise _err(path, f"cannot be read ({e.strerror})", "check the file's permissions") from None
+    except ValueError as e:  # e.g. a NUL byte in the path
+        raise _err(path, f"is not a usable path ({e})", fix) from None
 
 
 def _parse(path: Path, raw: bytes) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
@@ -459,7 +571,7 @@ def _parse(path: Path, raw: bytes) -> tuple[dict[str, str], dict[str, torch.Tens
     not_st = "it is not a safetensors ticket or is corrupted"
     try:
         header = json.loads(raw[8 : 8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise _err(path, "header is not valid JSON", not_st) from None
     if not isinstance(header, dict):
         raise _err(path, "header is not a JSON object", not_st)
@@ -473,7 +585,7 @@ def _parse(path: Path, raw: bytes) -> tuple[dict[str, str], dict[str, torch.Tens
     if block["format"] != FORMAT_NAME:
         raise _err(
             path,
-            f"format {block['format']!r} is not {FORMAT_NAME!r}",
+            f"format {_short(block['format'])} is not {FORMAT_NAME!r}",
             "pass a .ticket file written by transfer-bench",
         )
     version = block.get("format_version")
@@ -482,7 +594,7 @@ def _parse(path: Path, raw: bytes) -> tuple[dict[str, str], dict[str, torch.Tens
     except (TypeError, ValueError):
         raise _err(
             path,
-            f"format_version {version!r} is not a version number",
+            f"format_version {_short(version)} is not a version number",
             "the file was edited; " + _FIX_REEXPORT,
         ) from None
     if v > FORMAT_VERSION:
@@ -504,7 +616,12 @@ def _parse(path: Path, raw: bytes) -> tuple[dict[str, str], dict[str, torch.Tens
     expected = block.get("payload_sha256")
     if not isinstance(expected, str):
         raise _err(path, "has no payload_sha256 metadata", "the file was edited; " + _FIX_REEXPORT)
-    actual = _payload_sha256(header, memoryview(raw)[8 + n :])
+    try:
+        actual = _payload_sha256(header, memoryview(raw)[8 + n :])
+    except (KeyError, TypeError, ValueError) as e:  # safetensors accepted what json reads otherwise
+        raise _err(
+            path, f"header is malformed ({_short(e)})", "it is corrupted; copy it again"
+        ) from None
     if actual != expected:
         raise _err(
             path,
@@ -522,7 +639,7 @@ def load_ticket(path: str | os.PathLike[str]) -> Ticket:
     block, tensors = _parse(path, raw)
     try:
         meta = json.loads(block.get("meta", ""))
-    except ValueError:
+    except (ValueError, RecursionError):
         raise _err(
             path,
             "metadata 'meta' is missing or not valid JSON",
@@ -534,13 +651,24 @@ def load_ticket(path: str | os.PathLike[str]) -> Ticket:
         )
     try:
         ticket = _build(path, meta, tensors)
+        check_ticket(ticket, path)
     except TicketError:
         raise
-    except (TypeError, ValueError, KeyError, AttributeError, RuntimeError) as e:
+    except (
+        TypeError,
+        ValueError,
+        KeyError,
+        IndexError,
+        AttributeError,
+        RuntimeError,
+        OverflowError,
+        RecursionError,
+    ) as e:  # last line of defence: metadata of a shape the checks above did not foresee
         raise _err(
-            path, f"malformed ticket metadata ({e})", "the file was edited; " + _FIX_REEXPORT
+            path,
+            f"malformed ticket metadata ({_short(e, 120)})",
+            "the file was edited; " + _FIX_REEXPORT,
         ) from None
-    check_ticket(ticket, path)
     return ticket
 
 
@@ -583,7 +711,7 @@ def _build(path: Path, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -
         else:
             raise _err(
                 path,
-                f"unexpected tensor {key!r} (expected mask/, weight/ or state/ names)",
+                f"unexpected tensor {_short(key)} (expected mask/, weight/ or state/ names)",
                 _FIX_REEXPORT,
             )
 
@@ -592,34 +720,43 @@ def _build(path: Path, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -
             if name not in shapes:
                 raise _err(
                     path,
-                    f"{kind} {name!r} is not listed in param_shapes",
+                    f"{kind} {_short(name)} is not listed in param_shapes",
                     "the file is corrupted; " + _FIX_REEXPORT,
                 )
     masks: dict[str, torch.Tensor] = {}
     ordered_weights: dict[str, torch.Tensor] = {}
     for name in order:
-        shape = shapes[name]
-        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-            raise _err(path, f"param_shapes[{name!r}] = {shape!r} is not a shape", _FIX_REEXPORT)
-        length = lengths.get(name)
-        if not isinstance(length, int) or length != math.prod(shape):
-            raise _err(
-                path,
-                f"mask_lengths[{name!r}] = {length!r} does not match shape {shape}",
-                "the file is corrupted; " + _FIX_REEXPORT,
-            )
         if name not in packed or name not in weights:
             raise _err(
                 path,
-                f"parameter {name!r} lacks its mask or weight tensor",
+                f"parameter {_short(name)} lacks its mask or weight tensor",
+                "the file is corrupted; " + _FIX_REEXPORT,
+            )
+        shape = shapes[name]
+        if not _is_shape(shape):
+            raise _err(
+                path, f"param_shapes[{name!r}] = {_short(shape)} is not a shape", _FIX_REEXPORT
+            )
+        w = weights[name]
+        if list(w.shape) != shape:  # compared first: the tensor's shape is bounded by the file
+            raise _err(
+                path,
+                f"weight {name!r} has shape {list(w.shape)} but its mask has {_short(shape)}",
+                "the file is corrupted; " + _FIX_REEXPORT,
+            )
+        length = lengths.get(name)
+        if not isinstance(length, int) or isinstance(length, bool) or length != w.numel():
+            raise _err(
+                path,
+                f"mask_lengths[{name!r}] = {_short(length)} does not match shape {shape}",
                 "the file is corrupted; " + _FIX_REEXPORT,
             )
         p = packed[name]
         if p.dtype != torch.uint8 or p.dim() != 1 or p.numel() != (length + 7) // 8:
             raise _err(
                 path,
-                f"mask {name!r} holds {p.numel()} {p.dtype} bytes, expected "
-                f"{(length + 7) // 8} uint8 for {length} entries",
+                f"mask {name!r} holds {p.numel()} {p.dtype} elements, expected "
+                f"{(length + 7) // 8} torch.uint8 bytes for {length} entries",
                 "the file is corrupted; " + _FIX_REEXPORT,
             )
         bits = np.unpackbits(p.numpy())
@@ -630,13 +767,6 @@ def _build(path: Path, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -
                 "the file is corrupted; " + _FIX_REEXPORT,
             )
         masks[name] = torch.from_numpy(bits[:length].astype(bool)).reshape(shape)
-        w = weights[name]
-        if list(w.shape) != shape:
-            raise _err(
-                path,
-                f"weight {name!r} has shape {list(w.shape)} but its mask has {shape}",
-                "the file is corrupted; " + _FIX_REEXPORT,
-            )
         ordered_weights[name] = w
     return Ticket(masks=masks, weights=ordered_weights, state=state, meta=meta)
 

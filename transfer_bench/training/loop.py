@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from transfer_bench import faults
 from transfer_bench.config import OptimizerSpec, TrainSpec
 from transfer_bench.pruning.masks import Masks
 from transfer_bench.training.optim import build_optimizer, lr_factor
@@ -173,8 +174,13 @@ def train(
     if snapshot_at is not None and snapshot_at == it and on_snapshot is not None:
         on_snapshot({k: v.detach().clone() for k, v in model.state_dict().items()})
     model.train()
-    train_loss_sum = torch.zeros((), device=device)
+    # per-step losses of the current epoch stay on the device (no sync per step); the first
+    # non-finite one, if any, gives the exact step a diverged run blew up at
+    epoch_losses = torch.zeros(spe, device=device)
     train_loss_count = 0
+    epoch_first_it = it
+    fail = faults.step_limit()
+    fail_at = int(fail.arg) if fail is not None else -1
     last_train_loss = float("nan")
     diverged_at: int | None = None
     current_factor = None
@@ -205,18 +211,22 @@ def train(
             enforcer.mask_grads()
             opt.step()
             enforcer.mask_weights()
-            train_loss_sum += loss.detach()
+            epoch_losses[train_loss_count] = loss.detach()
             train_loss_count += 1
             it += 1
+            if it == fail_at:
+                fail.fire()
             if snapshot_at is not None and it == snapshot_at and on_snapshot is not None:
                 on_snapshot({k: v.detach().clone() for k, v in model.state_dict().items()})
         epoch_done = it // spe
-        last_train_loss = float(train_loss_sum) / max(1, train_loss_count)
-        train_loss_sum.zero_()
+        losses = epoch_losses[:train_loss_count]
+        last_train_loss = float(losses.sum()) / max(1, train_loss_count)
         train_loss_count = 0
         if not math.isfinite(last_train_loss):
-            diverged_at = it
+            bad = (~torch.isfinite(losses)).nonzero()
+            diverged_at = epoch_first_it + int(bad[0]) + 1 if len(bad) else it
             break
+        epoch_first_it = it
         if (it % spe == 0 and epoch_done % spec.eval_every == 0) or it >= total:
             test_loss, test_acc = evaluate(model, data.x_test, data.y_test, spec.eval_batch_size)
             model.train()
