@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import json
-import struct
 import sys
 from pathlib import Path
 
@@ -56,21 +55,10 @@ def metrics(suite_dir: Path) -> dict[str, dict]:
     return out
 
 
-def ticket_content(path: Path) -> tuple[dict, bytes]:
-    """A ticket's parsed header and its tensor bytes.
-
-    safetensors writes the metadata keys in a per-process hash order, so the header bytes of equal
-    tickets differ between processes; everything else is compared byte for byte.
-    """
-    raw = path.read_bytes()
-    (n,) = struct.unpack("<Q", raw[:8])
-    return json.loads(raw[8 : 8 + n]), raw[8 + n :]
-
-
-def tickets(suite_dir: Path) -> dict[str, tuple[dict, bytes]]:
+def tickets(suite_dir: Path) -> dict[str, bytes]:
+    """Every ticket file's bytes (ticket files are byte-deterministic, header included)."""
     return {
-        str(p.relative_to(suite_dir)): ticket_content(p)
-        for p in sorted(suite_dir.rglob("*.ticket"))
+        str(p.relative_to(suite_dir)): p.read_bytes() for p in sorted(suite_dir.rglob("*.ticket"))
     }
 
 

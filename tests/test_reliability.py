@@ -77,7 +77,9 @@ def snapshot(suite_dir: Path) -> dict[str, object]:
             r = json.loads(p.read_text())
             r.pop("seconds")
             out[rel] = r
-        elif p.suffix in (".ticket", ".safetensors"):
+        elif p.suffix == ".ticket":  # byte-deterministic files
+            out[rel] = p.read_bytes()
+        elif p.suffix == ".safetensors":
             out[rel] = {k: v.tolist() for k, v in load_file(str(p)).items()}
         elif p.name == "config.json":
             out[rel] = json.loads(p.read_text())
