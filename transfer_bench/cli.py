@@ -62,7 +62,7 @@ def _context(
     suite = load_suite(suite_path, scale)
     ctx = Context(
         suite=suite,
-        suite_dir=results / suite.name,
+        suite_dir=results / suite.results_subdir,
         device=resolve_device(device or suite.device),
         cache_dir=cache_dir or default_cache_dir(),
         suite_hash=suite_hash(suite),
@@ -208,6 +208,10 @@ def run(
     if report:
         path = _write_report(ctx.suite_dir, suite)
         console.print(f"report: {path}")
+        if suite.claim is not None and suite.group is not None:
+            from transfer_bench.analysis.claims import write_summary
+
+            console.print(f"claims summary: {write_summary(ctx.suite_dir.parent)}")
     if check_determinism:
         _check_determinism(ctx, runs)
 
@@ -261,7 +265,7 @@ def _suite_of_results(path: Path):
             )
         return load_suite(copy), path
     suite = load_suite(path)
-    return suite, Path("results") / suite.name
+    return suite, Path("results") / suite.results_subdir
 
 
 def _write_report(suite_dir: Path, suite) -> Path:
@@ -274,6 +278,7 @@ def _write_report(suite_dir: Path, suite) -> Path:
         config_summary=yaml.safe_dump(
             suite.model_dump(mode="json", exclude_defaults=True), sort_keys=False
         ),
+        claim=suite.claim,
     )
 
 

@@ -478,10 +478,86 @@ class AnalysisSpec(_Model):
         return v
 
 
+class ArmSelector(_Model):
+    """Which result rows form one arm of a claim check (every given field must match).
+
+    ``density`` is an inclusive range of the fraction of weights kept, ``[low, high]``; a seed's
+    value is the mean of the metric over its rows in the selection.
+    """
+
+    kind: Literal["search", "transfer", "stability", "ticket"] | None = None
+    control: str | None = None
+    source: str | None = None
+    target: str | None = None
+    optimizer: str | None = None
+    level: int | None = Field(None, ge=0)
+    rewind: int | None = Field(None, ge=0)
+    density: tuple[float, float] | None = None
+
+    @field_validator("density")
+    @classmethod
+    def _range(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        if v is not None and not 0.0 < v[0] <= v[1] <= 1.0:
+            raise ValueError(f"density range {list(v)} must satisfy 0 < low <= high <= 1")
+        return v
+
+
+ClaimExpectation = Literal["greater", "less", "equivalent", "not_less", "below", "above"]
+
+
+class ClaimCheck(_Model):
+    """One pre-registered test of a claim: ``treatment`` vs ``baseline`` paired by seed, or the
+    treatment alone vs ``threshold``.
+
+    ``expect``: ``greater``/``less`` (two-sided test, right sign; ``min_effect`` is the smallest
+    effect the paper predicts: a CI entirely short of it means "not reproduced"), ``equivalent``
+    (TOST within ``margin``), ``not_less`` (non-inferiority: above ``-margin``), ``below``/``above``
+    (one-sample against ``threshold``). ``test``: ``t`` (paired or one-sample t-test) or ``sign``
+    (exact sign test, for discrete per-seed values such as collapse counts). ``scale`` converts the
+    metric for display (100: fractions to points).
+    """
+
+    name: str = Field(min_length=1, max_length=200)
+    metric: str = "test_accuracy"
+    treatment: ArmSelector
+    baseline: ArmSelector | None = None
+    expect: ClaimExpectation
+    min_effect: float = Field(0.0, ge=0.0)
+    margin: float | None = Field(None, gt=0.0)
+    threshold: float | None = None
+    test: Literal["t", "sign"] = "t"
+    scale: float = Field(100.0, gt=0.0)
+    unit: str = "points"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ClaimCheck:
+        one_sample = self.expect in ("below", "above")
+        if one_sample and (self.threshold is None or self.baseline is not None):
+            raise ValueError(f"expect: {self.expect} needs a threshold and no baseline")
+        if not one_sample and self.baseline is None:
+            raise ValueError(f"expect: {self.expect} compares two arms; add a baseline")
+        if self.expect in ("equivalent", "not_less") and self.margin is None:
+            raise ValueError(f"expect: {self.expect} needs a margin (in metric units)")
+        return self
+
+
+class ClaimSpec(_Model):
+    """A checkable claim from a paper, with its checks fixed before the suite is run."""
+
+    title: str = Field(min_length=1)
+    paper: str = Field(min_length=1)
+    expected: str = Field(min_length=1)
+    scaling: str = ""
+    alpha: float = Field(0.05, gt=0.0, lt=1.0)
+    n_resamples: int = Field(9999, ge=0, le=1_000_000)
+    checks: tuple[ClaimCheck, ...] = Field(min_length=1)
+
+
 class Suite(_Model):
     """A whole benchmark suite. See ``suites/quickstart.yaml`` for a commented example."""
 
     name: str = Field(max_length=100)
+    group: str | None = Field(None, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
     seeds: tuple[Annotated[int, Field(ge=0, lt=2**31)], ...] = Field(min_length=1)
     data_seed: int = Field(0, ge=0, lt=2**31)
@@ -495,6 +571,7 @@ class Suite(_Model):
     transfer: TransferSpec | None = None
     stability: StabilitySpec | None = None
     analysis: AnalysisSpec = AnalysisSpec()
+    claim: ClaimSpec | None = None
     scales: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @field_validator("name")
@@ -573,13 +650,7 @@ class Suite(_Model):
                         ("stability", "levels", i),
                         f"level {lv} is outside 0..{n} (the search's levels); pick one in range",
                     )
-        if self.transfer is None:
-            if self.stability is None:
-                raise _At(
-                    ("transfer",),
-                    "required unless the suite has a stability section; "
-                    "add transfer: {targets: [...]}",
-                )
+        if self.transfer is None:  # a search-only suite (tickets, stability, Early-Bird)
             return self
         tr = self.transfer
         if tr.sources is not None:
@@ -623,6 +694,11 @@ class Suite(_Model):
                 "so there is nothing to compare with; add it to transfer.controls or pick one",
             )
         return self
+
+    @property
+    def results_subdir(self) -> Path:
+        """Where the results go below the results root: ``<group>/<name>`` or ``<name>``."""
+        return Path(self.group) / self.name if self.group else Path(self.name)
 
     def search_for(self, source: str) -> SearchSpec:
         """The search settings of one source: ``search`` with its ``per_source`` overrides."""

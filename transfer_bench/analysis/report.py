@@ -21,6 +21,7 @@ import pandas as pd
 from filelock import FileLock
 from pydantic import ValidationError
 
+from transfer_bench.analysis.claims import claim_section, evaluate_claim, write_claim
 from transfer_bench.analysis.frame import (
     apply_diverged,
     diverged_rows,
@@ -33,7 +34,7 @@ from transfer_bench.analysis.tables import (
     to_markdown,
     write_tables,
 )
-from transfer_bench.config import AnalysisSpec, format_validation_error
+from transfer_bench.config import AnalysisSpec, ClaimSpec, format_validation_error
 from transfer_bench.errors import ConfigError
 from transfer_bench.fileio import atomic_write_text
 
@@ -344,8 +345,11 @@ def write_report(
     suite_name: str,
     analysis: dict[str, Any] | AnalysisSpec | None = None,
     config_summary: str = "",
+    claim: ClaimSpec | None = None,
 ) -> Path:
-    """Analyse the results below ``suite_dir`` and write the report files; returns report.md's path."""
+    """Analyse the results below ``suite_dir`` and write the report files; returns report.md's path.
+
+    With a ``claim`` its verdicts are written to ``claim.json`` and shown in the report."""
     suite_dir = Path(suite_dir)
     spec = parse_analysis(analysis)
     suite_dir.mkdir(parents=True, exist_ok=True)
@@ -354,11 +358,28 @@ def write_report(
         for folder in (suite_dir, suite_dir / "figures", suite_dir / "tables"):
             for stale in folder.glob(".*.tmp"):
                 stale.unlink(missing_ok=True)
-        return _write_report(suite_dir, suite_name, spec, config_summary)
+        return _write_report(suite_dir, suite_name, spec, config_summary, claim)
+
+
+def claim_frames(a: Analysis, suite_dir: Path) -> dict[str, pd.DataFrame]:
+    """What claim checks select from: result rows (own_ticket rows derived) and ticket rows."""
+    from transfer_bench.analysis.masks import collect_tickets
+
+    tickets = collect_tickets(suite_dir)
+    if not tickets.empty:
+        tickets["kind"] = "ticket"
+        tickets["collapsed_layers"] = [
+            sum(1 for v in (ld or {}).values() if v == 0) for ld in tickets["layer_density"]
+        ]
+    return {"results": with_own_ticket_rows(a.results), "tickets": tickets}
 
 
 def _write_report(
-    suite_dir: Path, suite_name: str, spec: AnalysisSpec, config_summary: str
+    suite_dir: Path,
+    suite_name: str,
+    spec: AnalysisSpec,
+    config_summary: str,
+    claim: ClaimSpec | None,
 ) -> Path:
     context = {"title": f"{suite_name}: each arm vs {spec.baseline}"}
     with warnings.catch_warnings(record=True) as caught:
@@ -386,6 +407,11 @@ def _write_report(
             else ""
         )
         fig_section, _ = figures_section(a, suite_dir, spec)
+        claim_text = ""
+        if claim is not None:
+            record = evaluate_claim(claim_frames(a, suite_dir), claim)
+            write_claim(suite_dir, record)
+            claim_text = claim_section(record)
     messages = list(dict.fromkeys(str(w.message) for w in caught))
     sections = [f"# Report: {suite_name}"]
     if config_summary.strip():
@@ -397,6 +423,7 @@ def _write_report(
     )
     find = findings(a, spec)
     sections += [
+        claim_text,
         counts_section(a.results),
         "## Findings\n\n"
         + head

@@ -164,9 +164,22 @@ def run_early_bird(ctx: Context, run: Run, rd: RunDir, progress: Progress) -> li
         model = setup.fresh_model()
         masks = ticket.apply(model, head="keep")
         outcome, _ = train_level(setup, level, model, masks, start=k, progress=progress)
+        info = ticket.meta.get("early_bird") or {}
+        epochs = ctx.suite.train.total_iterations(setup.steps_per_epoch) / setup.steps_per_epoch
         rd.write_result(
             level,
-            setup.record(level, density(masks), outcome, early_bird=ticket.meta.get("early_bird")),
+            setup.record(
+                level,
+                density(masks),
+                outcome,
+                early_bird=info,
+                # when the ticket was drawn, as a fraction of training (1.0: the masks never
+                # settled and the ticket is drawn at the end)
+                early_bird_epoch=info.get("detected_epoch"),
+                early_bird_fraction=(info["detected_epoch"] / epochs)
+                if info.get("detected") and info.get("detected_epoch")
+                else 1.0,
+            ),
         )
         done.append(level)
     return done

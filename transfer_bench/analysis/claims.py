@@ -1,0 +1,352 @@
+"""Verdicts on pre-registered claims: a suite's ``claim`` section, evaluated on its results.
+
+Each check selects one or two arms of result rows (``ArmSelector``), reduces each seed to the mean
+of the metric over its selected rows, pairs the arms by seed and tests the expectation written in
+the suite before it ran. Checks of one claim are Holm-corrected together. A check is
+``reproduced`` when the corrected test supports the expectation, ``not reproduced`` when the 95%
+interval rules out what the paper predicts, and ``inconclusive`` otherwise; a claim is reproduced
+when every check is, not reproduced when any check is not. The verdicts are written to
+``claim.json`` next to the report and summarised across suites by ``write_summary``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from transfer_bench.analysis.stats import bootstrap_ci, holm
+from transfer_bench.config import ArmSelector, ClaimCheck, ClaimSpec
+from transfer_bench.fileio import atomic_write_json, atomic_write_text
+
+CLAIM_FILE = "claim.json"
+SUMMARY_FILE = "README.md"
+REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
+_DENSITY_TOL = 1e-9
+_SELECT_COLUMNS = ("kind", "control", "source", "target", "optimizer", "level", "rewind")
+
+
+def select(frame: pd.DataFrame, arm: ArmSelector) -> pd.DataFrame:
+    """The rows of ``frame`` that ``arm`` names (every given field equal, density in range)."""
+    if frame.empty:
+        return frame
+    keep = pd.Series(True, index=frame.index)
+    for col in _SELECT_COLUMNS:
+        want = getattr(arm, col)
+        if want is None:
+            continue
+        if col not in frame.columns:
+            return frame.iloc[0:0]
+        keep &= frame[col].astype(object) == want
+    if arm.density is not None:
+        lo, hi = arm.density
+        d = frame["density"].astype(float)
+        keep &= (d >= lo - _DENSITY_TOL) & (d <= hi + _DENSITY_TOL)
+    return frame[keep]
+
+
+def per_seed(frame: pd.DataFrame, arm: ArmSelector, metric: str) -> pd.Series:
+    """One value per seed: the mean of ``metric`` over the arm's rows of that seed."""
+    rows = select(frame, arm)
+    if rows.empty or metric not in rows.columns:
+        return pd.Series(dtype=float)
+    values = pd.to_numeric(rows[metric], errors="coerce")
+    return values.groupby(rows["seed"]).mean().dropna().sort_index()
+
+
+def _sign_p(d: np.ndarray, shift: float = 0.0) -> float:
+    """Exact two-sided sign test of median(d) = shift (ties dropped)."""
+    x = d - shift
+    pos, neg = int((x > 0).sum()), int((x < 0).sum())
+    if pos + neg == 0:
+        return 1.0
+    return float(sps.binomtest(pos, pos + neg, 0.5).pvalue)
+
+
+def _t_p(d: np.ndarray, shift: float, alternative: str) -> float:
+    """One-sample t-test of mean(d) against ``shift``; a constant sample gives 0 or 1."""
+    if np.ptp(d) == 0:
+        diff = float(d[0] - shift)
+        hit = {"two-sided": diff != 0, "greater": diff > 0, "less": diff < 0}[alternative]
+        return 0.0 if hit else 1.0
+    return float(sps.ttest_1samp(d, shift, alternative=alternative).pvalue)
+
+
+def _p_value(check: ClaimCheck, d: np.ndarray) -> tuple[float, str]:
+    """The p-value of the check's hypothesis and a name of the test."""
+    two = "paired" if check.baseline is not None else "one-sample"
+    e = check.expect
+    if check.test == "sign":
+        if e in ("greater", "less"):
+            return _sign_p(d), "exact sign test (two-sided)"
+        if e in ("below", "above"):
+            return _sign_p(d, check.threshold or 0.0), "exact sign test vs threshold"
+        m = check.margin or 0.0
+        if e == "not_less":
+            return _sign_p(d, -m), "exact sign test vs -margin"
+        return max(_sign_p(d, -m), _sign_p(d, m)), "exact sign tests (TOST)"
+    if e in ("greater", "less"):
+        return _t_p(d, 0.0, "two-sided"), f"{two} t-test (two-sided)"
+    if e == "below":
+        return _t_p(d, check.threshold or 0.0, "less"), "one-sample t-test (one-sided, < threshold)"
+    if e == "above":
+        return _t_p(d, check.threshold or 0.0, "greater"), "one-sample t-test (one-sided)"
+    m = check.margin or 0.0
+    if e == "not_less":
+        return _t_p(d, -m, "greater"), f"{two} t-test, non-inferiority (one-sided, margin)"
+    p = max(_t_p(d, -m, "greater"), _t_p(d, m, "less"))
+    return p, f"{two} TOST (two one-sided t-tests, margin)"
+
+
+def _verdict(check: ClaimCheck, effect: float, low: float, high: float, p_adj: float, alpha: float):
+    """(verdict, reason) of one check from its effect, 95% CI and corrected p-value."""
+    significant = p_adj < alpha
+    e, s, u = check.expect, check.scale, check.unit
+    ci_known = math.isfinite(low) and math.isfinite(high)
+    if e in ("greater", "less"):
+        sign = 1 if e == "greater" else -1
+        if significant and sign * effect > 0:
+            return REPRODUCED, f"{e} as expected (p_holm = {p_adj:.3g})"
+        if significant and sign * effect < 0:
+            return NOT_REPRODUCED, "significant effect in the opposite direction"
+        far = sign * (high if sign > 0 else low)
+        if ci_known and far < check.min_effect:
+            return NOT_REPRODUCED, (
+                f"95% CI excludes the predicted effect of {check.min_effect * s:g} {u}"
+            )
+        return (
+            INCONCLUSIVE,
+            "no significant difference, and the CI still allows the predicted effect",
+        )
+    if e == "equivalent":
+        m = check.margin or 0.0
+        if significant:
+            return REPRODUCED, f"within ±{m * s:g} {u} (TOST p_holm = {p_adj:.3g})"
+        if ci_known and (low > m or high < -m):
+            return NOT_REPRODUCED, f"95% CI lies outside ±{m * s:g} {u}"
+        return INCONCLUSIVE, f"CI not within ±{m * s:g} {u} (too wide to decide)"
+    if e == "not_less":
+        m = check.margin or 0.0
+        if significant:
+            return REPRODUCED, f"not worse than -{m * s:g} {u} (p_holm = {p_adj:.3g})"
+        if ci_known and high < 0:
+            return NOT_REPRODUCED, "95% CI entirely below zero"
+        return INCONCLUSIVE, f"CI reaches below -{m * s:g} {u}"
+    t = (check.threshold or 0.0) * s
+    if significant:
+        return REPRODUCED, f"{e} {t:g} {u} (p_holm = {p_adj:.3g})"
+    opposite = (low > (check.threshold or 0.0)) if e == "below" else (high < (check.threshold or 0))
+    if ci_known and opposite:
+        return NOT_REPRODUCED, f"95% CI entirely on the wrong side of {t:g} {u}"
+    return INCONCLUSIVE, f"CI contains {t:g} {u}"
+
+
+def _samples(frame: pd.DataFrame, check: ClaimCheck) -> tuple[np.ndarray, list[int], str]:
+    """The per-seed differences (or values) of a check, the seeds used, and a note."""
+    t = per_seed(frame, check.treatment, check.metric)
+    if check.baseline is None:
+        return t.to_numpy(float), [int(s) for s in t.index], ""
+    b = per_seed(frame, check.baseline, check.metric)
+    seeds = sorted(set(t.index) & set(b.index))
+    note = ""
+    if len(seeds) < max(len(t), len(b)):
+        note = f"paired on {len(seeds)} shared seeds (treatment {len(t)}, baseline {len(b)})"
+    d = (t.loc[seeds] - b.loc[seeds]).to_numpy(float)
+    return d, [int(s) for s in seeds], note
+
+
+def evaluate_claim(frames: dict[str, pd.DataFrame], spec: ClaimSpec) -> dict[str, Any]:
+    """Evaluate every check of ``spec`` on ``frames`` (``results``; ``tickets`` for arms of kind
+    ``ticket``) and return the JSON-able verdict record."""
+    rows: list[dict[str, Any]] = []
+    for check in spec.checks:
+        frame = frames["tickets" if check.treatment.kind == "ticket" else "results"]
+        d, seeds, note = _samples(frame, check)
+        n = len(d)
+        row: dict[str, Any] = {
+            "check": check.name,
+            "metric": check.metric,
+            "expect": check.expect,
+            "n": n,
+            "seeds": seeds,
+            "scale": check.scale,
+            "unit": check.unit,
+            "note": note,
+        }
+        if n < 2:
+            row.update(effect=math.nan, ci_low=math.nan, ci_high=math.nan, p=math.nan)
+            row.update(test="none", note=f"only {n} seed(s) with data; run the suite first")
+            rows.append(row)
+            continue
+        ci = bootstrap_ci(d, n_resamples=spec.n_resamples, seed=0)
+        p, test = _p_value(check, d)
+        row.update(
+            effect=float(np.mean(d)),
+            ci_low=ci.low,
+            ci_high=ci.high,
+            ci_method=ci.method,
+            p=p,
+            test=test,
+            values=[float(x) for x in d],
+        )
+        if ci.note:
+            row["note"] = "; ".join(x for x in (row["note"], ci.note) if x)
+        rows.append(row)
+    ps = [r["p"] for r in rows]
+    finite = [i for i, p in enumerate(ps) if math.isfinite(p)]
+    adjusted = holm([ps[i] for i in finite]) if finite else []
+    for r in rows:
+        r["p_holm"] = math.nan
+    for i, p_adj in zip(finite, adjusted, strict=True):
+        rows[i]["p_holm"] = float(p_adj)
+    for check, r in zip(spec.checks, rows, strict=True):
+        if not math.isfinite(r["p_holm"]):
+            r["verdict"], r["why"] = INCONCLUSIVE, r["note"] or "no data"
+            continue
+        r["verdict"], r["why"] = _verdict(
+            check, r["effect"], r["ci_low"], r["ci_high"], r["p_holm"], spec.alpha
+        )
+    verdicts = [r["verdict"] for r in rows]
+    if all(v == REPRODUCED for v in verdicts):
+        overall = REPRODUCED
+    elif NOT_REPRODUCED in verdicts:
+        overall = NOT_REPRODUCED
+    else:
+        overall = INCONCLUSIVE
+    return {
+        "title": spec.title,
+        "paper": spec.paper,
+        "expected": spec.expected,
+        "scaling": spec.scaling,
+        "alpha": spec.alpha,
+        "correction": "holm over the claim's checks",
+        "verdict": overall,
+        "checks": rows,
+    }
+
+
+# ------------------------------------------------------------------------------------ output
+
+
+def fmt_effect(r: dict[str, Any]) -> str:
+    """ "+1.23 points [0.45, 2.01]" in display units."""
+    s = r["scale"]
+    if not math.isfinite(r["effect"]):
+        return "–"
+    ci = (
+        f" [{r['ci_low'] * s:+.2f}, {r['ci_high'] * s:+.2f}]"
+        if math.isfinite(r["ci_low"]) and math.isfinite(r["ci_high"])
+        else " [CI n/a]"
+    )
+    return f"{r['effect'] * s:+.2f} {r['unit']}{ci}"
+
+
+def fmt_p(p: float) -> str:
+    if not math.isfinite(p):
+        return "–"
+    return f"{p:.2g}" if p >= 1e-4 else f"{p:.1e}"
+
+
+def claim_section(record: dict[str, Any]) -> str:
+    """The report's "Claim" section: the expectation, each check and the verdict."""
+    lines = [
+        f"## Claim: {record['title']}",
+        "",
+        f"{record['paper']}. Expected: {record['expected']}",
+        "",
+        f"**Verdict: {record['verdict']}** (checks fixed in the suite before it ran; "
+        f"{record['correction']}, alpha = {record['alpha']:g}).",
+        "",
+        "| check | effect [95% CI] | test | p | p_holm | n | verdict | why |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in record["checks"]:
+        lines.append(
+            f"| {r['check']} | {fmt_effect(r)} | {r['test']} | {fmt_p(r['p'])} | "
+            f"{fmt_p(r['p_holm'])} | {r['n']} | {r['verdict']} | {r['why']} |"
+        )
+    if record.get("scaling"):
+        lines += ["", f"Scaled-down settings: {record['scaling']}"]
+    return "\n".join(lines)
+
+
+def write_claim(suite_dir: Path, record: dict[str, Any]) -> Path:
+    return atomic_write_json(Path(suite_dir) / CLAIM_FILE, record)
+
+
+def claim_records(root: Path) -> list[tuple[str, dict[str, Any]]]:
+    """``(suite folder name, claim.json)`` for every suite folder directly below ``root``."""
+    out = []
+    for path in sorted(Path(root).glob(f"*/{CLAIM_FILE}")):
+        out.append((path.parent.name, json.loads(path.read_text())))
+    return out
+
+
+SUMMARY_COLUMNS = (
+    "claim",
+    "source paper",
+    "expected",
+    "check",
+    "measured effect [95% CI]",
+    "test",
+    "p_holm",
+    "n",
+    "verdict",
+    "why",
+)
+
+
+def summary_rows(records: Iterable[tuple[str, dict[str, Any]]]) -> list[dict[str, str]]:
+    """One row per check of every claim (claim-level cells on the claim's first row)."""
+    rows = []
+    for name, rec in records:
+        for i, r in enumerate(rec["checks"]):
+            first = i == 0
+            rows.append(
+                {
+                    "claim": f"[{rec['title']}]({name}/report.md) — **{rec['verdict']}**"
+                    if first
+                    else "",
+                    "source paper": rec["paper"] if first else "",
+                    "expected": rec["expected"] if first else "",
+                    "check": r["check"],
+                    "measured effect [95% CI]": fmt_effect(r),
+                    "test": r["test"],
+                    "p_holm": fmt_p(r["p_holm"]),
+                    "n": str(r["n"]),
+                    "verdict": r["verdict"],
+                    "why": r["why"],
+                }
+            )
+    return rows
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def write_summary(root: Path, intro: str = "") -> Path:
+    """``root/README.md``: the table of every claim's checks and verdicts below ``root``."""
+    records = claim_records(root)
+    rows = summary_rows(records)
+    lines = [
+        "| " + " | ".join(SUMMARY_COLUMNS) + " |",
+        "|" + "---|" * len(SUMMARY_COLUMNS),
+    ]
+    lines += ["| " + " | ".join(_cell(r[c]) for c in SUMMARY_COLUMNS) + " |" for r in rows]
+    counts = pd.Series([rec["verdict"] for _, rec in records]).value_counts().to_dict()
+    tally = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+    text = (
+        "# Scientific validation: the papers' checkable claims\n\n"
+        + (intro.strip() + "\n\n" if intro.strip() else "")
+        + f"{len(records)} claims: {tally}.\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
+    return atomic_write_text(Path(root) / SUMMARY_FILE, text)
