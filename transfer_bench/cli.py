@@ -208,10 +208,6 @@ def run(
     if report:
         path = _write_report(ctx.suite_dir, suite)
         console.print(f"report: {path}")
-        if suite.claim is not None and suite.group is not None:
-            from transfer_bench.analysis.claims import write_summary
-
-            console.print(f"claims summary: {write_summary(ctx.suite_dir.parent)}")
     if check_determinism:
         _check_determinism(ctx, runs)
 
@@ -269,9 +265,10 @@ def _suite_of_results(path: Path):
 
 
 def _write_report(suite_dir: Path, suite) -> Path:
+    """The suite's report; for a claim suite in a group, also the group's summary of claims."""
     from transfer_bench.analysis.report import write_report
 
-    return write_report(
+    path = write_report(
         suite_dir,
         suite_name=suite.name,
         analysis=suite.analysis.model_dump(),
@@ -280,6 +277,11 @@ def _write_report(suite_dir: Path, suite) -> Path:
         ),
         claim=suite.claim,
     )
+    if suite.claim is not None and suite.group is not None:
+        from transfer_bench.analysis.claims import write_summary
+
+        console.print(f"claims summary: {write_summary(suite_dir.parent)}")
+    return path
 
 
 @app.command()

