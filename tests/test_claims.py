@@ -243,3 +243,25 @@ def test_committed_summary_matches_committed_statistics():
         assert suite.claim is not None
         assert [c["check"] for c in rec["checks"]] == [c.name for c in suite.claim.checks]
         assert rec["verdict"] in (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE)
+
+
+@pytest.mark.skipif(not (CLAIMS / "README.md").exists(), reason="no committed claims summary")
+def test_committed_statistics_follow_from_committed_results():
+    """claim.json is recomputed from the committed result.json files (claims needing ticket files,
+    which are not committed, are skipped)."""
+    from transfer_bench.analysis.frame import apply_diverged, load_results, with_own_ticket_rows
+
+    checked = 0
+    for name, rec in claim_records(CLAIMS):
+        suite = load_suite(ROOT / "suites" / "claims" / f"{name}.yaml")
+        if any(c.treatment.kind == "ticket" for c in suite.claim.checks):
+            continue
+        df = apply_diverged(load_results(CLAIMS / name), suite.analysis.diverged)
+        again = evaluate_claim({"results": with_own_ticket_rows(df)}, suite.claim)
+        for stored, fresh in zip(rec["checks"], again["checks"], strict=True):
+            assert stored["n"] == fresh["n"], name
+            for key in ("effect", "p", "p_holm", "ci_low", "ci_high"):
+                assert stored[key] == pytest.approx(fresh[key], rel=1e-9, nan_ok=True), (name, key)
+            assert stored["verdict"] == fresh["verdict"], name
+        checked += 1
+    assert checked >= 1

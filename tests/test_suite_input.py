@@ -413,7 +413,6 @@ CASES: list[tuple[str, str | bytes, str | None, str, int | None]] = [
         "not among transfer.controls",
         18,
     ),
-    ("needs-transfer", BASE.split("transfer:")[0], "transfer", "required unless", None),
     (
         "needs-densities",
         sub("  rate: 0.2\n", "  method: snip\n"),
