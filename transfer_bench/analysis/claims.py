@@ -130,21 +130,25 @@ def _verdict(check: ClaimCheck, effect: float, low: float, high: float, p_adj: f
             return REPRODUCED, f"within ±{m * s:g} {u} (TOST p_holm = {p_adj:.3g})"
         if ci_known and (low > m or high < -m):
             return NOT_REPRODUCED, f"95% CI lies outside ±{m * s:g} {u}"
-        return INCONCLUSIVE, f"CI not within ±{m * s:g} {u} (too wide to decide)"
+        return INCONCLUSIVE, (
+            f"equivalence within ±{m * s:g} {u} not established (TOST p_holm = {p_adj:.2g})"
+        )
     if e == "not_less":
         m = check.margin or 0.0
         if significant:
             return REPRODUCED, f"not worse than -{m * s:g} {u} (p_holm = {p_adj:.3g})"
         if ci_known and high < 0:
             return NOT_REPRODUCED, "95% CI entirely below zero"
-        return INCONCLUSIVE, f"CI reaches below -{m * s:g} {u}"
+        return INCONCLUSIVE, (
+            f"not shown to be above -{m * s:g} {u} (p_holm = {p_adj:.2g}), nor shown below zero"
+        )
     t = (check.threshold or 0.0) * s
     if significant:
         return REPRODUCED, f"{e} {t:g} {u} (p_holm = {p_adj:.3g})"
     opposite = (low > (check.threshold or 0.0)) if e == "below" else (high < (check.threshold or 0))
     if ci_known and opposite:
         return NOT_REPRODUCED, f"95% CI entirely on the wrong side of {t:g} {u}"
-    return INCONCLUSIVE, f"CI contains {t:g} {u}"
+    return INCONCLUSIVE, f"not shown {e} {t:g} {u} (p_holm = {p_adj:.2g})"
 
 
 def _samples(frame: pd.DataFrame, check: ClaimCheck) -> tuple[np.ndarray, list[int], str]:
@@ -363,6 +367,12 @@ def write_summary(root: Path, intro: str = SUMMARY_INTRO) -> Path:
         "|" + "---|" * len(SUMMARY_COLUMNS),
     ]
     lines += ["| " + " | ".join(_cell(r[c]) for c in SUMMARY_COLUMNS) + " |" for r in rows]
+    notes = _discussion(Path(root))
+    discussion = [
+        f"- **{rec['title']}** ({rec['verdict']}): {notes[name]}"
+        for name, rec in records
+        if name in notes
+    ]
     counts = pd.Series([rec["verdict"] for _, rec in records]).value_counts().to_dict()
     tally = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
     text = (
@@ -371,5 +381,31 @@ def write_summary(root: Path, intro: str = SUMMARY_INTRO) -> Path:
         + f"{len(records)} claims: {tally}.\n\n"
         + "\n".join(lines)
         + "\n"
+        + (
+            "\n## Why, claim by claim\n\nWritten after the runs, from the reports "
+            f"(`{DISCUSSION_FILE}`); the verdicts above are computed, not edited.\n\n"
+            + "\n".join(discussion)
+            + "\n"
+            if discussion
+            else ""
+        )
     )
     return atomic_write_text(Path(root) / SUMMARY_FILE, text)
+
+
+DISCUSSION_FILE = "discussion.yaml"
+
+
+def _discussion(root: Path) -> dict[str, str]:
+    """``{claim folder: sentence}`` from ``root/discussion.yaml`` (optional)."""
+    import yaml
+
+    path = root / DISCUSSION_FILE
+    if not path.exists():
+        return {}
+    data = yaml.safe_load(path.read_text()) or {}
+    return (
+        {str(k): " ".join(str(v).split()) for k, v in data.items()}
+        if isinstance(data, dict)
+        else {}
+    )
