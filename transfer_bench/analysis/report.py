@@ -10,6 +10,7 @@ listed in the report and re-issued to the caller, so nothing is silently dropped
 from __future__ import annotations
 
 import base64
+import json
 import math
 import re
 import warnings
@@ -361,17 +362,30 @@ def write_report(
         return _write_report(suite_dir, suite_name, spec, config_summary, claim)
 
 
+def ticket_facts_frame(suite_dir: Path) -> pd.DataFrame:
+    """One row per ``ticket.json`` (the committable summary written next to every ticket file),
+    with ``kind = "ticket"`` and ``collapsed_layers`` (layers with no weight left)."""
+    rows = []
+    for path in sorted(Path(suite_dir).glob("*/seed_*/level_*/ticket.json")):
+        try:
+            facts = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            warnings.warn(f"{path}: skipped unreadable ticket summary ({e})", stacklevel=2)
+            continue
+        layers = facts.get("layer_density") or {}
+        rows.append(
+            {
+                **facts,
+                "kind": "ticket",
+                "collapsed_layers": sum(1 for v in layers.values() if v == 0),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def claim_frames(a: Analysis, suite_dir: Path) -> dict[str, pd.DataFrame]:
     """What claim checks select from: result rows (own_ticket rows derived) and ticket rows."""
-    from transfer_bench.analysis.masks import collect_tickets
-
-    tickets = collect_tickets(suite_dir)
-    if not tickets.empty:
-        tickets["kind"] = "ticket"
-        tickets["collapsed_layers"] = [
-            sum(1 for v in (ld or {}).values() if v == 0) for ld in tickets["layer_density"]
-        ]
-    return {"results": with_own_ticket_rows(a.results), "tickets": tickets}
+    return {"results": with_own_ticket_rows(a.results), "tickets": ticket_facts_frame(suite_dir)}
 
 
 def _write_report(

@@ -17,13 +17,14 @@ from torch import nn
 from transfer_bench.config import SearchSpec
 from transfer_bench.data import ImageDataset
 from transfer_bench.errors import ConfigError
+from transfer_bench.fileio import atomic_write_json
 from transfer_bench.models import build_model
 from transfer_bench.pruning import Masks, density
 from transfer_bench.runner.context import Context, Progress
 from transfer_bench.runner.plan import Run
 from transfer_bench.runner.store import RunDir, load_checkpoint, save_checkpoint, save_tensors
 from transfer_bench.seeding import derive_seed
-from transfer_bench.tickets import save_ticket, ticket_from_state
+from transfer_bench.tickets import Ticket, save_ticket, ticket_from_state
 from transfer_bench.training import TrainData, TrainOutcome, train
 
 
@@ -49,6 +50,22 @@ def outcome_record(
         "torch_threads": torch.get_num_threads(),
         **fields,
         "history": outcome.history,
+    }
+
+
+TICKET_FACTS = "ticket.json"
+
+
+def ticket_facts(ticket: Ticket, source: str) -> dict[str, Any]:
+    """The small, committable summary of a ticket file (densities per layer, provenance), so that
+    analyses of masks (e.g. layer collapse) work where ticket files are not kept."""
+    return {
+        "source": source,
+        "seed": ticket.meta.get("seed"),
+        "level": ticket.meta.get("level"),
+        "run_id": ticket.meta.get("run_id"),
+        "density": ticket.density,
+        "layer_density": ticket.layer_density(),
     }
 
 
@@ -91,6 +108,7 @@ class SourceSetup:
             {**self.meta_base, **meta, "level": level},
         )
         save_ticket(t, self.rd.ticket_path(level))
+        atomic_write_json(self.rd.level(level) / TICKET_FACTS, ticket_facts(t, self.source))
 
     def record(self, level: int, dens: float, outcome: TrainOutcome, **fields: Any) -> dict:
         opt = self.ctx.suite.search_optimizer(self.source)
