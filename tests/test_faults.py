@@ -16,8 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-pytestmark = pytest.mark.reliability
 import torch
 import yaml
 
@@ -29,6 +27,8 @@ from transfer_bench.data.dataset import dataset_key
 from transfer_bench.errors import DatasetError, TransferBenchError
 from transfer_bench.fileio import FileWriteError, atomic_write_json, atomic_write_with
 from transfer_bench.runner.ray_executor import import_ray
+
+pytestmark = pytest.mark.reliability
 
 DIGITS = {"source": "builtin:digits", "max_train": 300, "max_test": 100}
 SUITE = {  # quickstart in miniature: a few seconds end to end
