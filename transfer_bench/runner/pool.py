@@ -93,7 +93,10 @@ def worker_spec(
             if isinstance(suite_path_or_suite, Suite)
             else parse_suite(dict(suite_path_or_suite))
         )
-        suite, is_path = json.dumps(s.model_dump(mode="json"), sort_keys=True), False
+        suite, is_path = (
+            json.dumps(s.model_dump(mode="json", exclude_unset=True), sort_keys=True),
+            False,
+        )
     return WorkerSpec(
         suite=suite,
         suite_is_path=is_path,
