@@ -22,8 +22,9 @@ import torch
 
 from transfer_bench.errors import TransferBenchError
 from transfer_bench.runner.context import Context
+from transfer_bench.runner.execute import runner_for, search_method
 from transfer_bench.runner.plan import Run
-from transfer_bench.runner.store import RunDir, load_tensors
+from transfer_bench.runner.store import RunDir, load_tensors, read_json
 
 IGNORED_FIELDS = frozenset({"seconds"})
 
@@ -46,13 +47,12 @@ class DeterminismCheck:
 def _candidates(ctx: Context, runs: list[Run]) -> list[tuple[int, int, Run, int]]:
     out = []
     for index, run in enumerate(runs):
-        method = run.config.get("search", {}).get("method", "imp")
-        if run.kind == "stability" or (run.kind == "search" and method != "imp"):
+        if run.kind == "stability" or (run.kind == "search" and search_method(run) != "imp"):
             continue
         rd = RunDir(run.folder(ctx.suite_dir))
         for level in run.levels:
             if rd.has_result(level):
-                rec = json.loads(rd.result_path(level).read_text())
+                rec = read_json(rd.result_path(level))
                 out.append((int(rec.get("iterations") or 0), index, run, level))
     return out
 
@@ -114,8 +114,6 @@ def _diff_tensors(what: str, stored: dict[str, torch.Tensor], rerun: dict[str, t
 
 def check_determinism(ctx: Context, runs: list[Run]) -> DeterminismCheck:
     """Retrain the cheapest finished level and compare it with what is stored."""
-    from transfer_bench.runner.execute import _runner
-
     found = _candidates(ctx, runs)
     if not found:
         raise TransferBenchError(
@@ -124,7 +122,7 @@ def check_determinism(ctx: Context, runs: list[Run]) -> DeterminismCheck:
         )
     iterations, _, run, level = min(found, key=lambda c: (c[0], c[1]))
     stored_rd = RunDir(run.folder(ctx.suite_dir))
-    stored = json.loads(stored_rd.result_path(level).read_text())
+    stored = read_json(stored_rd.result_path(level))
     threads = int(stored.get("torch_threads") or torch.get_num_threads())
     previous_threads = torch.get_num_threads()
     with tempfile.TemporaryDirectory(prefix="tb-determinism-") as tmp:
@@ -134,11 +132,10 @@ def check_determinism(ctx: Context, runs: list[Run]) -> DeterminismCheck:
         levels = tuple(lv for lv in run.levels if lv <= level) if run.kind == "search" else (level,)
         torch.set_num_threads(threads)
         try:
-            method = run.config.get("search", {}).get("method", "imp")
-            _runner(run.kind, method)(sub, dataclasses.replace(run, levels=levels), rd, _quiet)
+            runner_for(run)(sub, dataclasses.replace(run, levels=levels), rd, _quiet)
         finally:
             torch.set_num_threads(previous_threads)
-        rerun = json.loads(rd.result_path(level).read_text())
+        rerun = read_json(rd.result_path(level))
         diffs = _diff_records(stored, rerun)
         if stored_rd.trained_path(level).exists():  # searches keep trained weights
             diffs += _diff_tensors(

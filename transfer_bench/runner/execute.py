@@ -19,8 +19,14 @@ from transfer_bench.runner.store import RunDir
 RunFn = Callable[[Context, Run, RunDir, Callable[[str], None]], list[int]]
 
 
-def _runner(kind: str, method: str) -> RunFn:
-    """The function that executes a run of this kind (and search method)."""
+def search_method(run: Run) -> str:
+    """The search method of a run's config (``imp`` for runs without a search section)."""
+    return run.config.get("search", {}).get("method", "imp")
+
+
+def runner_for(run: Run) -> RunFn:
+    """The function that executes ``run`` (by its kind and search method)."""
+    kind, method = run.kind, search_method(run)
     if kind == "transfer":
         from transfer_bench.transfer import run_transfer
 
@@ -80,9 +86,7 @@ def execute(
             if is_complete(run, ctx.suite_dir):  # finished by another process meanwhile
                 summary.skipped.append(run.key)
             else:
-                done = _runner(run.kind, run.config.get("search", {}).get("method", "imp"))(
-                    ctx, run, rd, status
-                )
+                done = runner_for(run)(ctx, run, rd, status)
                 rd.mark_done(sorted(set(done) | rd.done_levels()))
                 summary.trained.append(run.key)
         if on_finish:
