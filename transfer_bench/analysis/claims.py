@@ -354,8 +354,10 @@ seeds. A check is *reproduced* when the corrected test supports the expectation 
 *inconclusive* otherwise. A claim is reproduced when all its checks are.
 
 Regenerate an entry with `transfer-bench run suites/claims/<claim>.yaml --executor local`
-(results, report and figures go to `results/claims/<claim>/`; this table is rewritten from every
-`claim.json`). Effects are treatment minus baseline, in the unit shown; accuracies in points."""
+(results, report and figures go to `results/claims/<claim>/`, where the committed runs are found
+complete and re-analysed; add `--results DIR` to retrain from scratch into `DIR/claims/<claim>/`).
+This table is rewritten from every `claim.json`. Effects are treatment minus baseline, in the unit
+shown; accuracies in points."""
 
 
 def write_summary(root: Path, intro: str = SUMMARY_INTRO) -> Path:

@@ -251,6 +251,17 @@ def figures_section(a: Analysis, suite_dir: Path, spec: AnalysisSpec) -> tuple[s
         if kind == "transfer_matrix" and (a.results.empty or a.results["source"].nunique() < 2):
             continue
         if kind in ("mask_overlap", "layer_density") and not tickets_exist:
+            # ticket files are not kept in a clone of committed results: keep the figure drawn
+            # when they were there instead of dropping it
+            old = sorted((suite_dir / "figures").glob(f"{kind}.*"))
+            png = next((f for f in old if f.suffix == ".png"), None)
+            if png is not None:
+                pngs.append(png)
+                others = ", ".join(f"[{f.suffix[1:]}](figures/{f.name})" for f in old if f != png)
+                parts.append(
+                    f"### {kind}\n\n![{kind}](figures/{png.name})\n\n{others} (drawn from the "
+                    "ticket files when they were present; not redrawn here)"
+                )
             continue
         if kind == "stability" and (a.results.empty or "stability" not in set(a.results["kind"])):
             continue
