@@ -205,8 +205,14 @@ def test_paper_scale_nets_layout_options_and_errors() -> None:
     assert sum(isinstance(m, nn.MaxPool2d) for m in vgg.modules()) == 4
     with pytest.raises(ModelError, match="image_size >= 16"):
         _build("vgg11", s=8)
-    with pytest.raises(ModelError, match="'vgg16' has no option 'width'"):
-        _build("vgg16", width=8)
+    narrow = _build("vgg19", width=8)  # every stage scaled by 8/64, layout kept
+    convs = [m for m in narrow.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [8, 8, 16, 16, *[32] * 4, *[64] * 8]
+    assert narrow.fc.in_features == 64 and narrow.model_spec["options"] == {"width": 8}
+    with pytest.raises(ModelError, match="'vgg16' has no option 'depth'"):
+        _build("vgg16", depth=8)
+    with pytest.raises(ModelError, match="'width' must be a positive integer"):
+        _build("vgg11", width=0)
     deep = _build("resnet56", width=4)
     assert len(deep.blocks) == 27 and deep.fc.in_features == 16
     assert deep.model_spec["options"] == {"width": 4}

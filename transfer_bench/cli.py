@@ -138,6 +138,7 @@ def run(
         raise TransferBenchError(f"--executor {executor!r}: use sequential, local or ray")
     suite, ctx, runs = _context(suite_path, results, device, cache_dir, scale)
     save_suite_copy(ctx.suite_dir, suite)
+    save_plan(ctx.suite_dir, runs)
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -248,6 +249,20 @@ def save_suite_copy(suite_dir: Path, suite) -> None:
         ) from None
 
 
+def save_plan(suite_dir: Path, runs) -> None:
+    """Record the run folders the suite plans now, so analysis leaves out folders of older plans."""
+    from transfer_bench.analysis.frame import PLAN_FILE
+    from transfer_bench.fileio import atomic_write_json
+
+    ids = sorted({r.run_id for r in runs})
+    try:
+        atomic_write_json(suite_dir / PLAN_FILE, {"run_ids": ids})
+    except OSError as e:
+        raise TransferBenchError(
+            f"{suite_dir}: cannot write results ({e.strerror}); choose a writable --results folder"
+        ) from None
+
+
 def _suite_of_results(path: Path):
     """A results folder (with its suite copy) or a suite file -> (suite, results folder)."""
     from transfer_bench.config import load_suite
@@ -267,7 +282,10 @@ def _suite_of_results(path: Path):
 def _write_report(suite_dir: Path, suite) -> Path:
     """The suite's report; for a claim suite in a group, also the group's summary of claims."""
     from transfer_bench.analysis.report import write_report
+    from transfer_bench.runner.plan import plan as plan_runs
 
+    if suite_dir.is_dir():
+        save_plan(suite_dir, plan_runs(suite))
     path = write_report(
         suite_dir,
         suite_name=suite.name,

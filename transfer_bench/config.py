@@ -137,6 +137,12 @@ class DatasetSpec(_Model):
     ``local:<path.parquet|path.npz>``. ``image``/``label`` name the columns of ``hf:``
     and parquet sources. Sources without a test split are split (stratified, seeded by the suite's
     ``data_seed``) with ``test_fraction`` held out.
+
+    Subsets: ``classes`` keeps only the listed classes (label ids, or class names where the source
+    has them, e.g. ``[airplane, automobile, ship, truck]`` for CIFAR-10), relabelled 0..k-1 in the
+    listed order; ``train_size`` / ``test_size`` keep exactly that many images of each split,
+    stratified by class and seeded by ``data_seed`` (a smaller size selects a subset of a larger
+    one). ``max_train`` / ``max_test`` are the older "at most" form (kept for existing suites).
     """
 
     source: str
@@ -147,8 +153,38 @@ class DatasetSpec(_Model):
     test_fraction: Fraction01 = 0.2
     max_train: int | None = Field(None, ge=1)
     max_test: int | None = Field(None, ge=1)
+    train_size: int | None = Field(None, ge=2)
+    test_size: int | None = Field(None, ge=2)
+    classes: tuple[int | str, ...] | None = Field(None, min_length=2, max_length=100_000)
     num_classes: int | None = Field(None, ge=2)
     samples: int | None = Field(None, ge=2, le=10_000_000)
+
+    @field_validator("classes")
+    @classmethod
+    def _distinct_classes(cls, v: tuple[int | str, ...] | None) -> tuple[int | str, ...] | None:
+        _distinct(v or (), "class")
+        for i, c in enumerate(v or ()):
+            if isinstance(c, int) and c < 0:
+                raise _At((i,), f"class {c} is negative; give a label id >= 0 or a class name")
+        return v
+
+    @model_validator(mode="after")
+    def _one_size_form(self) -> DatasetSpec:
+        for exact, legacy in (("train_size", "max_train"), ("test_size", "max_test")):
+            if getattr(self, exact) is not None and getattr(self, legacy) is not None:
+                raise _At(
+                    (legacy,),
+                    f"give either {exact} (exactly that many) or {legacy} (at most), not both; "
+                    f"drop {legacy}",
+                )
+        if self.classes is not None and self.num_classes is not None:
+            if self.num_classes != len(self.classes):
+                raise _At(
+                    ("num_classes",),
+                    f"num_classes is {self.num_classes} but classes lists {len(self.classes)}; "
+                    "drop num_classes (classes sets the count)",
+                )
+        return self
 
     @field_validator("source")
     @classmethod
@@ -417,8 +453,15 @@ Control = Literal["random_reinit", "shuffle_layerwise", "random_global", "own_ti
 class TransferSpec(_Model):
     """Which tickets are retrained where, with which optimizers, next to which controls.
 
-    ``head``: ``auto`` re-initializes the head only when the class count differs, ``reinit`` always
-    does, ``keep`` requires equal class counts. Controls (all seeded from the suite):
+    ``head`` (the output layer of a transferred ticket): ``auto`` (default) keeps the source's head
+    only when the target has the source's labels (same ``source``, ``label`` column and
+    ``classes``: the own ticket, or another subset of the same dataset) and re-initializes it for
+    every other target, even with an equal class count, because another dataset's class 3 is not
+    the source's class 3 (with late rewinding the head already carries source labels);
+    ``reinit`` always re-initializes; ``keep`` always keeps (class counts must match); ``match``
+    keeps whenever the class counts match (the behaviour of ``auto`` before version 0.2). A
+    re-initialized head is drawn from a seeded generator and pruned at random to the ticket's head
+    density. Controls (all seeded from the suite):
     ``random_reinit`` same mask, fresh init; ``shuffle_layerwise`` each layer's mask permuted (per-layer
     counts kept), fresh init; ``random_global`` one permutation over all masked weights (only the
     overall density kept; Morcos' random ticket), fresh init; ``own_ticket`` the target's own IMP
@@ -429,7 +472,7 @@ class TransferSpec(_Model):
     targets: tuple[str, ...] = Field(min_length=1)
     optimizers: tuple[str, ...] | None = None
     controls: tuple[Control, ...] = ("random_reinit", "dense")
-    head: Literal["auto", "reinit", "keep"] = "auto"
+    head: Literal["auto", "reinit", "keep", "match"] = "auto"
     levels: tuple[int, ...] | None = None
 
     @field_validator("sources", "targets", "optimizers", "controls", "levels")

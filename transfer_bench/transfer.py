@@ -1,9 +1,10 @@
 """Retrain tickets on a target dataset, next to controls (Morcos et al. 2019, "One ticket to win them all").
 
 A ticket (mask + rewound weights) from a source search is applied to a model built for the target.
-When the class count differs (or ``head: reinit``), the head is re-initialized from a seeded
+The suite's head policy (``head_policy.py``; default: re-initialize unless the target has the
+source's labels) decides whether the head is kept; a re-initialized head is drawn from a seeded
 generator and pruned to the ticket's head density (Morcos: the output layer "is simply replaced and
-randomly initialized"). Controls:
+randomly initialized"). Every result records the policy and the action taken. Controls:
 
 - ``random_reinit``: the same masks with fresh weights from a seeded init (Frankle & Carbin's control);
 - ``shuffle_layerwise``: each layer's mask permuted, fresh init (Frankle et al. 2021's sanity check);
@@ -26,6 +27,7 @@ from transfer_bench.runner.store import RunDir, load_checkpoint, read_json, save
 from transfer_bench.search.common import outcome_record
 from transfer_bench.seeding import derive_seed, generator
 from transfer_bench.tickets import load_ticket
+from transfer_bench.tickets.apply import head_mismatch
 from transfer_bench.training import train
 
 FRESH_INIT_CONTROLS = ("random_reinit", "shuffle_layerwise", "random_global")
@@ -43,6 +45,19 @@ def _no_ticket_because(source: RunDir, level: int) -> str | None:
                 f"the source search diverged at level {earlier}, so it has no level {level} ticket"
             )
     return None
+
+
+def _head_mode(cfg: dict, ticket, model) -> str:
+    """``keep`` or ``reinit`` for this ticket and target model, from the run's head policy.
+
+    ``head_action`` (set by the plan where ``auto`` re-initializes) wins; ``auto`` otherwise means
+    the target has the source's labels, so the head is kept when it fits (as ``match`` does).
+    """
+    if cfg.get("head_action") == "reinit" or cfg["head"] == "reinit":
+        return "reinit"
+    if cfg["head"] == "keep":
+        return "keep"
+    return "keep" if head_mismatch(ticket, model) is None else "reinit"
 
 
 def run_transfer(ctx: Context, run: Run, rd: RunDir, progress: Progress) -> list[int]:
@@ -84,9 +99,10 @@ def run_transfer(ctx: Context, run: Run, rd: RunDir, progress: Progress) -> list
         else:
             ticket = load_ticket(RunDir(source_dir).ticket_path(level))
             model = build(derive_seed(run.seed, "init"))
+            head = _head_mode(cfg, ticket, model)
             masks = ticket.apply(
                 model,
-                head=cfg["head"],
+                head=head,
                 generator=generator(run.seed, "head", source, target, level),
             )
             if control in FRESH_INIT_CONTROLS:
@@ -99,6 +115,11 @@ def run_transfer(ctx: Context, run: Run, rd: RunDir, progress: Progress) -> list
                 model = build(derive_seed(run.seed, role, level))
                 apply_masks_(model, masks)
         dens = density(masks) if masks else 1.0
+        head_record = (
+            {"head_policy": cfg["head"], "head": "kept" if head == "keep" else "reinitialized"}
+            if masks
+            else {"head_policy": None, "head": None}
+        )
 
         def on_progress(
             epoch: int, acc: float | None, level: int = level, dens: float = dens
@@ -135,6 +156,7 @@ def run_transfer(ctx: Context, run: Run, rd: RunDir, progress: Progress) -> list
                 source_optimizer=suite.search_optimizer(source) if source else None,
                 control=control,
                 num_classes=ds.num_classes,
+                **head_record,
             ),
         )
         done.append(level)

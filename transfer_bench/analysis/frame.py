@@ -51,12 +51,52 @@ RESULT_COLUMNS: tuple[str, ...] = (
 )
 
 
+#: The run ids of the suite's current plan, written by ``run`` and ``report`` into the suite folder.
+PLAN_FILE = "plan.json"
+
+
+def planned_run_ids(suite_dir: Path) -> set[str] | None:
+    """The run folders the suite plans now (``plan.json``), or None when the folder has no plan."""
+    try:
+        ids = json.loads((Path(suite_dir) / PLAN_FILE).read_text()).get("run_ids")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return set(map(str, ids)) if isinstance(ids, list) else None
+
+
+def in_plan(paths: list[Path], suite_dir: Path, what: str) -> list[Path]:
+    """``paths`` below run folders of the current plan; warns once naming the folders left out.
+
+    Why: a run folder from an earlier version of the suite (or of transfer-bench: a changed
+    default changes run ids) would otherwise be analysed next to its replacement, doubling n.
+    """
+    suite_dir = Path(suite_dir)
+    ids = planned_run_ids(suite_dir)
+    if ids is None:
+        return paths
+    kept, stale = [], set()
+    for p in paths:
+        run = p.relative_to(suite_dir).parts[0]
+        (kept.append(p) if run in ids else stale.add(run))
+    if stale:
+        names = sorted(stale)
+        shown = ", ".join(names[:4]) + (f", ... ({len(names)} in all)" if len(names) > 4 else "")
+        warnings.warn(
+            f"{suite_dir}: {what} of {len(names)} run folder(s) that the suite no longer plans "
+            f"were left out ({shown}; made by an earlier version of the suite or of "
+            "transfer-bench); delete those folders to silence this",
+            stacklevel=2,
+        )
+    return kept
+
+
 def result_files(suite_dir: Path) -> list[Path]:
-    """All ``result.json`` files below ``suite_dir`` in a stable (sorted) order."""
+    """All ``result.json`` files of planned runs below ``suite_dir``, sorted (see ``in_plan``)."""
     suite_dir = Path(suite_dir)
     if not suite_dir.is_dir():
         return []
-    return sorted(p for p in suite_dir.rglob(RESULT_FILE) if p.is_file())
+    found = sorted(p for p in suite_dir.rglob(RESULT_FILE) if p.is_file())
+    return in_plan(found, suite_dir, "results")
 
 
 def _problem(record: Any) -> str | None:

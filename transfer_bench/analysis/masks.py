@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from transfer_bench.analysis.frame import in_plan
 from transfer_bench.errors import ConfigError, TicketError
 from transfer_bench.tickets import MAX_HEADER_BYTES, TICKET_SUFFIX, load_ticket
 
@@ -250,7 +251,8 @@ def collect_tickets(suite_dir: Path) -> pd.DataFrame:
     suite_dir = Path(suite_dir)
     rows = []
     if suite_dir.is_dir():
-        for path in sorted(suite_dir.rglob(f"*{TICKET_SUFFIX}")):
+        found = sorted(suite_dir.rglob(f"*{TICKET_SUFFIX}"))
+        for path in in_plan(found, suite_dir, "tickets"):
             if not path.is_file():
                 continue
             try:

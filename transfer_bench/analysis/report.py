@@ -26,6 +26,7 @@ from transfer_bench.analysis.claims import claim_section, evaluate_claim, write_
 from transfer_bench.analysis.frame import (
     apply_diverged,
     diverged_rows,
+    in_plan,
     load_results,
     with_own_ticket_rows,
 )
@@ -377,7 +378,8 @@ def ticket_facts_frame(suite_dir: Path) -> pd.DataFrame:
     """One row per ``ticket.json`` (the committable summary written next to every ticket file),
     with ``kind = "ticket"`` and ``collapsed_layers`` (layers with no weight left)."""
     rows = []
-    for path in sorted(Path(suite_dir).glob("*/seed_*/level_*/ticket.json")):
+    found = sorted(Path(suite_dir).glob("*/seed_*/level_*/ticket.json"))
+    for path in in_plan(found, Path(suite_dir), "ticket summaries"):
         try:
             facts = json.loads(path.read_text())
         except (OSError, ValueError) as e:

@@ -264,4 +264,6 @@ def _catalog(spec: DatasetSpec, name: str) -> RawData:
         "config": entry.config,
         "loaded_from": ref if local else "hub",
     }
-    return RawData(raw.x_train, raw.y_train, raw.x_test, raw.y_test, origin=origin)
+    return RawData(
+        raw.x_train, raw.y_train, raw.x_test, raw.y_test, origin=origin, class_names=raw.class_names
+    )

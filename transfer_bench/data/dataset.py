@@ -1,4 +1,4 @@
-"""``load_dataset``: source -> labels 0..K-1 -> split -> subsample -> adapt -> stats, cached.
+"""``load_dataset``: source -> classes, labels 0..K-1 -> split -> subsample -> adapt -> stats, cached.
 
 The order is fixed so that results depend only on (source spec, input spec, split seed): the split
 and subsampling act on raw images (cheap), and only the kept images are resized.
@@ -26,6 +26,7 @@ from transfer_bench.data.adapt import (
     take,
 )
 from transfer_bench.data.sources import RawData, load_raw, source_files
+from transfer_bench.data.subset import rows_digest, select_classes, stratified_take
 from transfer_bench.errors import DatasetError
 
 
@@ -85,19 +86,59 @@ def _check_lengths(x: np.ndarray | list[np.ndarray], y: np.ndarray, split: str, 
         raise DatasetError(f"{where}: {split} split is empty")
 
 
+def _relabel(
+    spec: DatasetSpec, raw: RawData, where: str
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray | None, list[Any]]:
+    """Labels 0..k-1 and the kept rows of each split: all classes (sorted), or ``spec.classes``.
+
+    Returns ``(y_train, y_test, train_rows, test_rows, classes)`` where ``*_rows`` are row numbers
+    in the source's splits and ``classes[i]`` is the raw label value of new label ``i``.
+    """
+    if spec.classes is None:
+        y_tr, y_te, classes = remap_labels(raw.y_train, raw.y_test)
+        rows_te = None if y_te is None else np.arange(len(y_te))
+        return y_tr, y_te, np.arange(len(y_tr)), rows_te, classes
+    both = raw.y_train if raw.y_test is None else np.concatenate([raw.y_train, raw.y_test])
+    classes = select_classes(spec.classes, np.unique(both), raw.class_names, where)
+    lookup = {c: i for i, c in enumerate(classes)}
+
+    def keep(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        new = np.array([lookup.get(v.item(), -1) for v in y], dtype=np.int64)
+        rows = np.flatnonzero(new >= 0)
+        return new[rows], rows
+
+    y_tr, rows_tr = keep(raw.y_train)
+    if raw.y_test is None:
+        return y_tr, None, rows_tr, None, classes
+    y_te, rows_te = keep(raw.y_test)
+    return y_tr, y_te, rows_tr, rows_te, classes
+
+
+def _subset(
+    spec: DatasetSpec, y: np.ndarray, split: str, split_seed: int, classes: list[Any], where: str
+) -> np.ndarray:
+    """Positions kept of one split: ``train_size``/``test_size`` exactly, else ``max_*`` at most."""
+    exact = spec.train_size if split == "train" else spec.test_size
+    if exact is not None:
+        return stratified_take(y, exact, split_seed, split, classes, where)
+    legacy = spec.max_train if split == "train" else spec.max_test
+    key = f"max_{split}"
+    return stratified_subsample(y, legacy, sk_seed(key, split_seed), f"{where}: {key}")
+
+
 def _build(spec: DatasetSpec, input: InputSpec, split_seed: int, key: str) -> ImageDataset:
     where = f"dataset {spec.source!r}"
     prefix = spec.source.partition(":")[0]
     if prefix != "synthetic" and spec.samples is not None:
         raise DatasetError(
-            f"{where}: `samples` only applies to synthetic: sources; use max_train / max_test to "
-            "subsample real data"
+            f"{where}: `samples` only applies to synthetic: sources; use train_size / test_size "
+            "to subsample real data"
         )
     raw: RawData = load_raw(spec)
     _check_lengths(raw.x_train, raw.y_train, "train", where)
     if raw.x_test is not None and raw.y_test is not None:
         _check_lengths(raw.x_test, raw.y_test, "test", where)
-    y_all_train, y_given_test, classes = remap_labels(raw.y_train, raw.y_test)
+    y_all_train, y_given_test, rows_tr, rows_given_te, classes = _relabel(spec, raw, where)
     k = len(classes)
     if k < 2:
         raise DatasetError(f"{where}: only one class ({classes[0]!r}) found; need at least 2")
@@ -109,22 +150,22 @@ def _build(spec: DatasetSpec, input: InputSpec, split_seed: int, key: str) -> Im
 
     if raw.x_test is None or y_given_test is None:
         tr, te = stratified_split(y_all_train, spec.test_fraction, split_seed, where)
-        x_tr, y_tr = take(raw.x_train, tr), y_all_train[tr]
-        x_te, y_te = take(raw.x_train, te), y_all_train[te]
+        rows_te = rows_tr[te]
+        rows_tr = rows_tr[tr]
+        y_tr, y_te = y_all_train[tr], y_all_train[te]
+        test_rows_of = "train"
         split = {"method": "stratified", "seed": int(split_seed), "fraction": spec.test_fraction}
     else:
-        x_tr, y_tr, x_te, y_te = raw.x_train, y_all_train, raw.x_test, y_given_test
+        y_tr, y_te, rows_te = y_all_train, y_given_test, rows_given_te
+        test_rows_of = "test"
         split = {"method": "given", "seed": int(split_seed), "fraction": None}
     split.update(train_size=len(y_tr), test_size=len(y_te))
 
-    keep_tr = stratified_subsample(
-        y_tr, spec.max_train, sk_seed("max_train", split_seed), f"{where}: max_train"
-    )
-    keep_te = stratified_subsample(
-        y_te, spec.max_test, sk_seed("max_test", split_seed), f"{where}: max_test"
-    )
-    x_tr, y_tr = take(x_tr, keep_tr), y_tr[keep_tr]
-    x_te, y_te = take(x_te, keep_te), y_te[keep_te]
+    keep_tr = _subset(spec, y_tr, "train", split_seed, classes, where)
+    keep_te = _subset(spec, y_te, "test", split_seed, classes, where)
+    rows_tr, rows_te = rows_tr[keep_tr], rows_te[keep_te]
+    x_tr, y_tr = take(raw.x_train, rows_tr), y_tr[keep_tr]
+    x_te, y_te = take(raw.x_train if test_rows_of == "train" else raw.x_test, rows_te), y_te[keep_te]
 
     try:
         xt_train = adapt_images(x_tr, input)
@@ -135,16 +176,32 @@ def _build(spec: DatasetSpec, input: InputSpec, split_seed: int, key: str) -> Im
         mean, std = (0.0,) * input.channels, (1.0,) * input.channels
     else:
         mean, std = channel_stats(xt_train)
+    names = raw.class_names
     info = {
         "source": spec.source,
         "origin": raw.origin,
         "raw_image_shape": _shape_of(raw.x_train),
         "num_classes": k,
         "classes": classes,
+        "class_names": [
+            names[c] if isinstance(c, int) and 0 <= c < len(names) else str(c) for c in classes
+        ]
+        if names
+        else None,
         "split": split,
         "max_train": spec.max_train,
         "max_test": spec.max_test,
         "sizes": {"train": int(len(y_tr)), "test": int(len(y_te))},
+        # which source rows each split holds: row numbers of the source's train split (and of
+        # its test split, or of the train split when the test split was drawn from it)
+        "rows": {
+            "train": {"of": "train", "count": int(len(rows_tr)), "sha256": rows_digest(rows_tr)},
+            "test": {
+                "of": test_rows_of,
+                "count": int(len(rows_te)),
+                "sha256": rows_digest(rows_te),
+            },
+        },
         "input": input.model_dump(mode="json"),
         "cache_key": key,
         "format_version": cache.FORMAT_VERSION,
@@ -188,8 +245,9 @@ def load_dataset(
 ) -> ImageDataset:
     """Load ``spec`` adapted to ``input``; read/write ``cache_dir`` (None disables caching).
 
-    Sources without a test split are split stratified with ``random_state=split_seed``; then
-    ``max_train``/``max_test`` subsample stratified (seeded from ``split_seed``).
+    ``classes`` keeps and relabels classes first; sources without a test split are then split
+    stratified with ``random_state=split_seed``; then ``train_size``/``test_size`` (exact) or
+    ``max_train``/``max_test`` (at most) subsample stratified, seeded from ``split_seed``.
     """
     key = dataset_key(spec, input, split_seed)
     path = cache.cache_path(Path(os.fspath(cache_dir)), key) if cache_dir is not None else None

@@ -31,7 +31,8 @@ class RawData:
 
     ``x_*`` are uint8 arrays ``[N, H, W]`` / ``[N, H, W, C]`` (C in 1, 3) or lists of per-image
     ``[H, W]`` / ``[H, W, C]`` arrays when sizes differ; ``x_test is None`` means "no given test
-    split" (the loader then splits stratified). ``origin`` is JSON-able provenance.
+    split" (the loader then splits stratified). ``origin`` is JSON-able provenance;
+    ``class_names[i]`` names integer label ``i`` where the source knows it (a ``ClassLabel``).
     """
 
     x_train: Images
@@ -39,6 +40,7 @@ class RawData:
     x_test: Images | None = None
     y_test: np.ndarray | None = None
     origin: dict[str, Any] = field(default_factory=dict)
+    class_names: tuple[str, ...] | None = None
 
 
 _SOURCES: dict[str, SourceFn] = {}
@@ -436,6 +438,13 @@ def _hf_columns(spec: DatasetSpec, ds: Any, split: str, where: str) -> tuple[Ima
     return images_from_cells(ds[spec.image], where), labels_array(ds[spec.label], where)
 
 
+def _class_names(ds: Any, column: str) -> tuple[str, ...] | None:
+    """The names of a ``ClassLabel`` column (None for other columns)."""
+    feature = (getattr(ds, "features", None) or {}).get(column)
+    names = getattr(feature, "names", None)
+    return tuple(str(n) for n in names) if names else None
+
+
 @register_source("hf", "<hub id[:config] or local dir>")
 def _hf(spec: DatasetSpec, ref: str) -> RawData:
     """``datasets.load_dataset(id, config, split=...)`` for ``hf:<id>[:<config>]``; ``ref`` may also
@@ -465,14 +474,15 @@ def load_hf(spec: DatasetSpec, ref: str, config: str | None = None) -> RawData:
         optional = "test_split" not in spec.model_fields_set
         test = _hf_split(spec, ref, spec.test_split, optional=optional, config=config)
     x_tr, y_tr = _hf_columns(spec, train, spec.train_split, where)
+    names = _class_names(train, spec.label)
     origin: dict[str, Any] = {"hub_id": ref, "train_split": spec.train_split}
     if config is not None:
         origin["config"] = config
     if test is None:
-        return RawData(x_tr, y_tr, origin=origin)
+        return RawData(x_tr, y_tr, origin=origin, class_names=names)
     x_te, y_te = _hf_columns(spec, test, spec.test_split or "", where)
     origin["test_split"] = spec.test_split
-    return RawData(x_tr, y_tr, x_te, y_te, origin=origin)
+    return RawData(x_tr, y_tr, x_te, y_te, origin=origin, class_names=names)
 
 
 # --------------------------------------------------------------------------- local:

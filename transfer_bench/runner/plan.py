@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from transfer_bench.config import Suite
+from transfer_bench.head_policy import head_action
 
 SCHEMA_VERSION = 1
 
@@ -91,6 +92,21 @@ def search_config(suite: Suite, source: str) -> dict[str, Any]:
     }
 
 
+def _head_fields(suite: Suite, source: str, target: str) -> dict[str, Any]:
+    """``{"head_action": "reinit"}`` where ``head: auto`` re-initializes (other labels), else {}.
+
+    Why only there: for a target with the source's labels ``auto`` does what it did before
+    version 0.2 (keep the fitting head), so those run ids stay valid; where it now re-initializes
+    a head it used to keep (equal class counts, other labels) the id must change.
+    """
+    assert suite.transfer is not None
+    policy = suite.transfer.head
+    if policy != "auto":
+        return {}
+    action = head_action(policy, suite.datasets[source], suite.datasets[target])
+    return {"head_action": action} if action == "reinit" else {}
+
+
 def plan(suite: Suite) -> list[Run]:
     """All runs of ``suite`` in dependency order (searches first)."""
     runs: list[Run] = []
@@ -146,6 +162,7 @@ def plan(suite: Suite) -> list[Run]:
                         "source": source,
                         "source_run": search_ids[source],
                         "head": suite.transfer.head,
+                        **_head_fields(suite, source, target),
                     }
                     rid = f"transfer-{canonical_hash(cfg)}"
                     runs += [
