@@ -21,8 +21,7 @@ from pathlib import Path
 import torch
 
 from transfer_bench.config import OptimizerSpec, TrainSpec
-from transfer_bench.models import build_model
-from transfer_bench.models import count_flops
+from transfer_bench.models import build_model, count_flops
 from transfer_bench.training import TrainData, train
 
 CANDIDATES = (
@@ -51,9 +50,7 @@ def parse(candidate: str) -> tuple[str, dict[str, int]]:
 
 def epoch_seconds(name: str, options: dict, x, y, batch: int) -> tuple[float, float]:
     """Seconds for one training epoch over ``x`` and for one evaluation pass over ``x``."""
-    model = build_model(
-        name, num_classes=10, in_channels=3, image_size=32, seed=0, options=options
-    )
+    model = build_model(name, num_classes=10, in_channels=3, image_size=32, seed=0, options=options)
     g = torch.Generator().manual_seed(1)
     params = dict(model.named_parameters())
     masks = {k: torch.rand(params[k].shape, generator=g) < 0.2 for k in model.prunable_names}

@@ -165,7 +165,10 @@ def _build(spec: DatasetSpec, input: InputSpec, split_seed: int, key: str) -> Im
     keep_te = _subset(spec, y_te, "test", split_seed, classes, where)
     rows_tr, rows_te = rows_tr[keep_tr], rows_te[keep_te]
     x_tr, y_tr = take(raw.x_train, rows_tr), y_tr[keep_tr]
-    x_te, y_te = take(raw.x_train if test_rows_of == "train" else raw.x_test, rows_te), y_te[keep_te]
+    x_te, y_te = (
+        take(raw.x_train if test_rows_of == "train" else raw.x_test, rows_te),
+        y_te[keep_te],
+    )
 
     try:
         xt_train = adapt_images(x_tr, input)

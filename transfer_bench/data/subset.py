@@ -24,7 +24,9 @@ def _describe(values: Sequence[object], names: Sequence[str] | None, limit: int 
     shown = []
     for v in list(values)[:limit]:
         named = names is not None and isinstance(v, int | np.integer) and 0 <= int(v) < len(names)
-        shown.append(f"{names[int(v)]} ({v})" if named else repr(v) if isinstance(v, str) else str(v))
+        shown.append(
+            f"{names[int(v)]} ({v})" if named else repr(v) if isinstance(v, str) else str(v)
+        )
     more = f", ... ({len(values)} in all)" if len(values) > limit else ""
     return ", ".join(shown) + more
 
