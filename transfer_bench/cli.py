@@ -99,7 +99,27 @@ def plan(
         from transfer_bench.runner.estimate import estimate_runs, summarize
 
         ctx.cache_dir = default_cache_dir()
+        _print_datasets(ctx)
         console.print("budget: " + summarize(estimate_runs(ctx, runs), gpu_tflops, cpu_gflops))
+
+
+def _print_datasets(ctx) -> None:
+    """The suite's datasets with their sizes and classes (loaded here, or from the catalogue)."""
+    from transfer_bench.runner.estimate import dataset_size
+
+    table = Table(title="datasets")
+    for col in ("dataset", "source", "classes", "train", "test", "sizes from"):
+        table.add_column(col)
+    reasons = []
+    for name in ctx.suite.datasets:
+        d = dataset_size(ctx, name)
+        show = lambda v: "?" if v is None else f"{v:,}"  # noqa: E731
+        table.add_row(name, d.source, show(d.classes), show(d.train), show(d.test), d.known)
+        if d.reason:
+            reasons.append(f"{name}: not available here: {d.reason}")
+    console.print(table)
+    for line in reasons:
+        err_console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -30,6 +30,7 @@ from transfer_bench.analysis.frame import (
     load_results,
     with_own_ticket_rows,
 )
+from transfer_bench.analysis.provenance import data_section, head_section
 from transfer_bench.analysis.stats import auc_table, comparison_table
 from transfer_bench.analysis.tables import (
     caption_text,
@@ -434,6 +435,7 @@ def _write_report(
             else ""
         )
         fig_section, _ = figures_section(a, suite_dir, spec)
+        data_text = data_section(suite_dir)
         claim_text = ""
         if claim is not None:
             record = evaluate_claim(claim_frames(a, suite_dir), claim)
@@ -451,6 +453,8 @@ def _write_report(
     find = findings(a, spec)
     sections += [
         claim_text,
+        data_text,
+        head_section(a.results),
         counts_section(a.results),
         "## Findings\n\n"
         + head

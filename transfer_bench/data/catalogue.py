@@ -14,7 +14,9 @@ joined with ``os.pathsep``): the copy of hub id ``owner/name`` is the directory
 split (``data/train-00000-of-00001.parquet``, ``data/test-...``), with the entry's column names.
 For a repository with subsets, ``<dir>/owner__name/<config>/`` holds the subset's files; a full
 repository snapshot (``huggingface_hub.snapshot_download(..., repo_type="dataset")``, with its
-``README.md``) also works as ``<dir>/owner__name``.
+``README.md``) also works as ``<dir>/owner__name``. A mirror may describe its copies in
+``<dir>/README.md``: the lines naming a copy's folder are recorded with every dataset loaded from
+it (``origin.mirror_note``) and shown in reports.
 
 Hub ids and columns were checked against the dataset cards where ``verified`` is true; the others
 (``note`` says what is unconfirmed) fail with a clear column error if the card differs, and can be
@@ -203,6 +205,27 @@ def resolve(
     return entry.hub_id, entry.config, False
 
 
+def mirror_note(ref: str, entry: CatalogueEntry, env: Mapping[str, str] | None = None) -> str:
+    """What a mirror's ``README.md`` says about the copy of ``entry`` loaded from ``ref`` ("" if
+    nothing): the lines naming the copy's folder, table pipes turned into "; ".
+
+    Why: a local copy may differ from the hub's (image order, re-split, re-encoded images); the
+    note travels with the dataset's provenance into config.json, tickets and reports.
+    """
+    for root in mirror_dirs(env):
+        try:
+            Path(ref).resolve().relative_to(root.resolve())
+            text = (root / "README.md").read_text(encoding="utf-8", errors="replace")
+        except (ValueError, OSError):
+            continue
+        lines = [ln.strip() for ln in text.splitlines() if entry.mirror_name in ln]
+        cells = [
+            "; ".join(c.strip() for c in ln.strip("|").split("|") if c.strip()) for ln in lines
+        ]
+        return " ".join(cells)[:1000]
+    return ""
+
+
 def catalogue_spec(name: str, *, use_mirror: bool = True, **fields: Any) -> DatasetSpec:
     """A validated ``hf:`` DatasetSpec for catalogue entry ``name`` (columns and splits filled in).
 
@@ -264,6 +287,8 @@ def _catalog(spec: DatasetSpec, name: str) -> RawData:
         "config": entry.config,
         "loaded_from": ref if local else "hub",
     }
+    if local:
+        origin["mirror_note"] = mirror_note(ref, entry)
     return RawData(
         raw.x_train, raw.y_train, raw.x_test, raw.y_test, origin=origin, class_names=raw.class_names
     )

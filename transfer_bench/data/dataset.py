@@ -25,6 +25,7 @@ from transfer_bench.data.adapt import (
     stratified_subsample,
     take,
 )
+from transfer_bench.data.catalogue import get_entry, resolve
 from transfer_bench.data.sources import RawData, load_raw, source_files
 from transfer_bench.data.subset import rows_digest, select_classes, stratified_take
 from transfer_bench.errors import DatasetError
@@ -61,16 +62,30 @@ def _fingerprint(spec: DatasetSpec) -> list[list[Any]]:
     return out
 
 
+def _catalog_origin(spec: DatasetSpec) -> list[Any] | None:
+    """Where a ``catalog:`` source would load from now (a mirror copy or the hub), else None."""
+    prefix, _, name = spec.source.partition(":")
+    if prefix != "catalog":
+        return None
+    try:
+        ref, config, local = resolve(get_entry(name))
+    except DatasetError:
+        return None
+    return [ref, config, local]
+
+
 def dataset_key(spec: DatasetSpec, input: InputSpec, split_seed: int) -> str:
     """The cache key of ``load_dataset(spec, input, split_seed=...)``."""
-    return cache.cache_key(
-        {
-            "source": spec.model_dump(mode="json"),
-            "input": input.model_dump(mode="json"),
-            "split_seed": int(split_seed),
-            "files": _fingerprint(spec),
-        }
-    )
+    parts = {
+        "source": spec.model_dump(mode="json"),
+        "input": input.model_dump(mode="json"),
+        "split_seed": int(split_seed),
+        "files": _fingerprint(spec),
+    }
+    origin = _catalog_origin(spec)
+    if origin is not None:  # a mirror copy and the hub's copy are different data
+        parts["catalog_origin"] = origin
+    return cache.cache_key(parts)
 
 
 def _shape_of(images: np.ndarray | list[np.ndarray]) -> list[int] | str:

@@ -36,28 +36,57 @@ def _trainings(suite: Suite, run: Run) -> int:
     return len(run.levels)
 
 
-def _sizes(ctx: Context, name: str) -> tuple[int, int, int] | None:
-    """(train size, test size, classes): from the data if it loads here, else the catalogue."""
+@dataclass(frozen=True)
+class DatasetSize:
+    """What ``plan`` shows of a dataset: sizes and classes, and how they are known."""
+
+    name: str
+    source: str
+    train: int | None
+    test: int | None
+    classes: int | None
+    known: (
+        str  # "loaded", "catalogue" (the data is not here; sizes from the catalogue) or "unknown"
+    )
+    reason: str = ""  # why the data could not be loaded here
+
+
+def dataset_size(ctx: Context, name: str) -> DatasetSize:
+    """Sizes of dataset ``name``: from the data if it loads here, else from the catalogue."""
+    spec = ctx.suite.datasets[name]
     try:
         ds = ctx.dataset(name)
-        return len(ds.y_train), len(ds.y_test), ds.num_classes
-    except TransferBenchError:
-        pass
-    source = ctx.suite.datasets[name].source
-    if not source.startswith("catalog:"):
-        return None
+        return DatasetSize(
+            name, spec.source, len(ds.y_train), len(ds.y_test), ds.num_classes, "loaded"
+        )
+    except TransferBenchError as e:
+        reason = str(e)
+    if not spec.source.startswith("catalog:"):
+        return DatasetSize(name, spec.source, None, None, None, "unknown", reason)
     from transfer_bench.data.catalogue import get_entry
 
     try:
-        e = get_entry(source.split(":", 1)[1])
+        e = get_entry(spec.source.split(":", 1)[1])
     except TransferBenchError:
-        return None
-    spec = ctx.suite.datasets[name]
+        return DatasetSize(name, spec.source, None, None, None, "unknown", reason)
+    share = len(spec.classes) / e.num_classes if spec.classes else 1.0
     train = e.sizes.get(e.train_split, 0)
     test = e.sizes.get(e.test_split, 0) if e.test_split else int(train * spec.test_fraction)
     if not e.test_split:
         train -= test
-    return min(train, spec.max_train or train), min(test, spec.max_test or test), e.num_classes
+    train, test = int(train * share), int(test * share)
+    train = spec.train_size or min(train, spec.max_train or train)
+    test = spec.test_size or min(test, spec.max_test or test)
+    k = len(spec.classes) if spec.classes else e.num_classes
+    return DatasetSize(name, spec.source, train, test, k, "catalogue", reason)
+
+
+def _sizes(ctx: Context, name: str) -> tuple[int, int, int] | None:
+    """(train size, test size, classes): from the data if it loads here, else the catalogue."""
+    d = dataset_size(ctx, name)
+    if d.train is None or d.test is None or d.classes is None:
+        return None
+    return d.train, d.test, d.classes
 
 
 def estimate_runs(ctx: Context, runs: list[Run]) -> list[RunEstimate]:

@@ -1,0 +1,124 @@
+"""Report sections on where the data came from and what happened to transferred heads.
+
+Both read what the runs recorded themselves (``config.json``'s ``data`` block, the ``head_policy``
+and ``head`` fields of transfer results), so a report rebuilt from a results folder alone says which
+copy of a dataset was trained on (hub, local mirror and how it differs, bundled file), which
+classes and how many images of each split, and whether each transferred ticket kept its source's
+output layer.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from transfer_bench.analysis.frame import in_plan
+from transfer_bench.head_policy import POLICY_TEXT
+
+
+def dataset_infos(suite_dir: Path) -> dict[str, dict[str, Any]]:
+    """Dataset name -> the ``data`` block of the first run config that trained on it."""
+    suite_dir = Path(suite_dir)
+    out: dict[str, dict[str, Any]] = {}
+    found = sorted(suite_dir.glob("*/seed_*/config.json"))
+    for path in in_plan(found, suite_dir, "run configs"):
+        try:
+            cfg = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            warnings.warn(f"{path}: skipped unreadable run config ({e})", stacklevel=2)
+            continue
+        block = cfg.get("dataset") or cfg.get("target") or {}
+        name, info = block.get("name"), cfg.get("data")
+        if isinstance(name, str) and isinstance(info, dict) and name not in out:
+            out[name] = info
+    return out
+
+
+def _loaded_from(info: dict[str, Any]) -> str:
+    origin = info.get("origin") or {}
+    where = origin.get("loaded_from")
+    if where == "hub":
+        return f"Hugging Face hub ({origin.get('hub_id')})"
+    if where:
+        return f"local copy `{where}` standing in for the hub's `{origin.get('hub_id')}`"
+    if origin.get("path"):
+        return f"file `{origin['path']}`"
+    if origin.get("loader"):
+        return f"bundled data (`{origin['loader']}`)"
+    if origin.get("generator"):
+        return "synthetic (generated, seeded)"
+    return f"`{origin.get('hub_id', info.get('source', '?'))}`"
+
+
+def _classes(info: dict[str, Any]) -> str:
+    names = info.get("class_names") or info.get("classes") or []
+    shown = ", ".join(map(str, names[:10])) + (", ..." if len(names) > 10 else "")
+    return f"{info.get('num_classes', len(names))}: {shown}"
+
+
+def data_section(suite_dir: Path) -> str:
+    """``## Data``: one row per dataset (source, copy, classes, sizes, rows hash) and mirror notes."""
+    infos = dataset_infos(suite_dir)
+    if not infos:
+        return ""
+    lines = [
+        "| dataset | source | loaded from | classes | train / test images | rows sha256 |",
+        "|---|---|---|---|---|---|",
+    ]
+    notes = []
+    for name, info in sorted(infos.items()):
+        sizes = info.get("sizes") or {}
+        rows = info.get("rows") or {}
+        digest = " / ".join(
+            str((rows.get(s) or {}).get("sha256", ""))[:12] for s in ("train", "test")
+        )
+        lines.append(
+            f"| {name} | `{info.get('source')}` | {_loaded_from(info)} | {_classes(info)} | "
+            f"{sizes.get('train', '?')} / {sizes.get('test', '?')} | {digest or 'n/a'} |"
+        )
+        note = (info.get("origin") or {}).get("mirror_note")
+        if note:
+            notes.append(f"- **{name}**, the local copy's description: {note}")
+    text = "## Data\n\n" + "\n".join(lines)
+    text += (
+        "\n\nRow hashes identify exactly which images of the source's splits were used "
+        "(`config.json` and every ticket record them in full)."
+    )
+    if notes:
+        text += (
+            "\n\nSome datasets were loaded from a local copy instead of the hub: results are "
+            "comparable with hub-trained ones statistically, not bit for bit.\n\n"
+            + "\n".join(notes)
+        )
+    return text
+
+
+def head_section(df: pd.DataFrame) -> str:
+    """``## Output layer``: the head policy and, per source -> target, whether heads were kept."""
+    if df.empty or "head" not in df.columns or "kind" not in df.columns:
+        return ""
+    rows = df[(df["kind"] == "transfer") & df["head"].notna()]
+    if rows.empty:
+        return ""
+    policies = sorted(set(rows["head_policy"].dropna().astype(str)))
+    said = "; ".join(f"`{p}`: {POLICY_TEXT.get(p, p)}" for p in policies)
+    pairs = rows.groupby(["source", "target"], sort=True)["head"].agg(
+        lambda s: ", ".join(sorted(set(s)))
+    )
+    lines = [f"- {src} -> {tgt}: {what}" for (src, tgt), what in pairs.items()]
+    older = df[(df["kind"] == "transfer") & df["head"].isna() & (df["control"] != "dense")]
+    tail = (
+        f"\n\n{len(older)} transfer result(s) do not record their head (written before version "
+        "0.2, when `auto` kept any head whose class count matched)."
+        if not older.empty
+        else ""
+    )
+    return (
+        f"## Output layer of transferred tickets\n\nHead policy (`transfer.head`) {said}. "
+        "A re-initialized head is drawn from a seeded generator and pruned at random to the "
+        "ticket's head density.\n\n" + "\n".join(lines) + tail
+    )
