@@ -4,6 +4,7 @@ source's labels, records what it did in every result and report; stale run folde
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -139,6 +140,7 @@ def test_report_names_the_policy_and_the_data(auto_run: Context) -> None:
     assert "## Output layer of transferred tickets" in text
     assert "- a -> b: reinitialized" in text and "- a -> a: kept" in text
     assert "## Data" in text and "`synthetic:a`" in text and "synthetic (generated, seeded)" in text
+    assert re.search(r"\| [0-9a-f]{12} / [0-9a-f]{12} \|", text), "rows hashes missing"
 
 
 def test_run_folders_outside_the_plan_are_left_out(auto_run: Context, tmp_path: Path) -> None:

@@ -39,3 +39,32 @@ def test_morcos_suites_run_at_smoke_scale(name: str, tmp_path: Path, monkeypatch
     assert out.exit_code == 0, out.output
     report = tmp_path / f"{name}-smoke" / "report.md"
     assert report.exists() and "## Findings" in report.read_text()
+
+
+ROOT = Path(__file__).parents[1]
+COMMITTED = sorted(p.parent for p in (ROOT / "results").rglob("suite.yaml"))
+
+
+def _suite_file(results_dir: Path) -> tuple[Path, str | None]:
+    """The suite file (and scale) a committed results folder was made from."""
+    rel = results_dir.relative_to(ROOT / "results")
+    for scale in ("cpu", "smoke", "hub"):
+        if rel.name.endswith(f"-{scale}"):
+            return (
+                ROOT / "suites" / rel.parent / f"{rel.name.removesuffix(f'-{scale}')}.yaml",
+                scale,
+            )
+    return ROOT / "suites" / rel.parent / f"{rel.name}.yaml", None
+
+
+@pytest.mark.parametrize("results_dir", COMMITTED, ids=lambda p: p.name)
+def test_committed_results_are_the_current_plan(results_dir: Path):
+    """Every committed run folder is a run the suite plans today and every planned run is there:
+    a change of defaults or of the suite that changes run ids must come with re-run results."""
+    path, scale = _suite_file(results_dir)
+    planned = {r.run_id for r in plan(load_suite(path, scale))}
+    present = {p.name for p in results_dir.iterdir() if p.is_dir() and "-" in p.name}
+    present -= {"figures", "tables"}
+    assert present == planned, (
+        f"{results_dir}: stale {present - planned}, missing {planned - present}"
+    )

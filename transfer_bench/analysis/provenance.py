@@ -73,12 +73,14 @@ def data_section(suite_dir: Path) -> str:
     for name, info in sorted(infos.items()):
         sizes = info.get("sizes") or {}
         rows = info.get("rows") or {}
-        digest = " / ".join(
-            str((rows.get(s) or {}).get("sha256", ""))[:12] for s in ("train", "test")
+        digest = (
+            " / ".join(str((rows.get(s) or {}).get("sha256", "?"))[:12] for s in ("train", "test"))
+            if rows
+            else "not recorded (runs predate row hashes)"
         )
         lines.append(
             f"| {name} | `{info.get('source')}` | {_loaded_from(info)} | {_classes(info)} | "
-            f"{sizes.get('train', '?')} / {sizes.get('test', '?')} | {digest or 'n/a'} |"
+            f"{sizes.get('train', '?')} / {sizes.get('test', '?')} | {digest} |"
         )
         note = (info.get("origin") or {}).get("mirror_note")
         if note:

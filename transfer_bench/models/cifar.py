@@ -5,7 +5,9 @@ ResNet-18/50.
   + ReLU modules, 2x2 max-pooling between stages (four pools, none after the last stage), global
   average pooling of the 512 final channels (= OpenLTH's ``AvgPool2d(2)`` at 32 px) and one
   ``Linear(512, num_classes)`` head ``fc``. VGG-19 has 20.0M parameters (Frankle & Carbin, Fig. 2).
-  Parameter names follow OpenLTH (``layers.<i>.conv.weight``, ``fc.weight``).
+  Parameter names follow OpenLTH (``layers.<i>.conv.weight``, ``fc.weight``). Option ``width``
+  (default 64) scales every stage by ``width / 64`` (``width: 8``: 8-16-32-64-64 channels, 1/64 of
+  the FLOPs, the paper's depth and pooling; used by the CPU scales).
 - ``resnet56``: the ResNet-20 code of :mod:`transfer_bench.models.resnet` with 9 basic blocks per
   stage (0.85M parameters at width 16).
 - ``resnet18``/``resnet50``: torchvision-style ``BasicBlock``/``Bottleneck`` (stride on the 3x3 conv,
