@@ -101,6 +101,13 @@ def plan(
         ctx.cache_dir = default_cache_dir()
         _print_datasets(ctx)
         console.print("budget: " + summarize(estimate_runs(ctx, runs), gpu_tflops, cpu_gflops))
+    if ctx.suite_dir.is_dir() and any(is_complete(r, ctx.suite_dir) for r in runs):
+        console.print(
+            f"results exist: `transfer-bench power {ctx.suite_dir}` tells how many seeds each "
+            "comparison needs to detect its effect, and what they would cost",
+            markup=False,
+            highlight=False,
+        )
 
 
 def _print_datasets(ctx) -> None:
@@ -349,6 +356,13 @@ def compare(
     ] = None,
     correction: Annotated[str | None, typer.Option(help="holm, bh or none.")] = None,
     resamples: Annotated[int | None, typer.Option(help="Bootstrap resamples (0 = no CIs).")] = None,
+    against: Annotated[
+        Path | None,
+        typer.Option(
+            help="Another results folder of the same suite (e.g. from another machine): show "
+            "both folders' effects side by side, and warn when their torch builds differ."
+        ),
+    ] = None,
 ) -> None:
     """Statistics of every arm vs a baseline: tables as CSV, Markdown and LaTeX under tables/."""
     from transfer_bench.analysis.report import analyse, parse_analysis
@@ -365,6 +379,9 @@ def compare(
         {**suite.analysis.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
     )
     a = analyse(suite_dir, spec)
+    if against is not None:
+        _compare_folders(suite_dir, a, against, spec)
+        return
     if a.comparison.empty:
         raise TransferBenchError(
             f"{suite_dir}: nothing to compare with {spec.baseline}; run the suite first "
@@ -377,6 +394,127 @@ def compare(
         console.print(caption_text(table, {"title": f"{suite.name}: {stem}"}))
         console.print(to_markdown(table), markup=False, highlight=False, soft_wrap=True)
         console.print("written: " + ", ".join(str(p) for p in paths) + "\n")
+
+
+def _compare_folders(suite_dir: Path, a, other_dir: Path, spec) -> None:
+    """``compare A --against B``: the same cells from two result folders, side by side."""
+    import warnings
+
+    from transfer_bench.analysis.provenance import machines
+    from transfer_bench.analysis.replication import side_by_side
+    from transfer_bench.analysis.report import analyse
+    from transfer_bench.machine import describe, differences
+
+    _, other_dir = _suite_of_results(other_dir)
+    b = analyse(other_dir, spec)
+    found = {name: machines(x.results) for name, x in (("A", a), ("B", b))}
+    varying = differences(r for rows in found.values() for r, _ in rows)
+    for name, folder in (("A", suite_dir), ("B", other_dir)):
+        said = (
+            "; ".join(describe(r) + f" ({n} trainings)" for r, n in found[name]) or "not recorded"
+        )
+        console.print(f"{name} = {folder}: {said}", markup=False, highlight=False, soft_wrap=True)
+    if varying:
+        warnings.warn(
+            f"{suite_dir} and {other_dir} were trained on different set-ups (they differ in "
+            f"{', '.join(varying)}): expect float-level differences in every result; compare the "
+            "effects and their CIs, not the decimals",
+            stacklevel=2,
+        )
+    table = side_by_side(a.comparison, b.comparison)
+    if table.empty:
+        raise TransferBenchError(
+            f"{suite_dir} and {other_dir} share no comparison with {spec.baseline}"
+        )
+    out = Table(title=f"{spec.baseline} comparisons: A vs B")
+    for col in table.columns:
+        out.add_column(col)
+    for values in table.itertuples(index=False):
+        out.add_row(*[str(v) for v in values])
+    console.print(out)
+    agree = int((table["same verdict"] == "yes").sum())
+    console.print(f"same verdict in {agree} of {len(table)} cells")
+
+
+@app.command()
+def power(
+    results_dir: ResultsDirArg,
+    effect: Annotated[
+        float | None,
+        typer.Option(help="Effect to detect, in points (default: each comparison's observed one)."),
+    ] = None,
+    power: Annotated[float, typer.Option("--power", help="Wanted power, in (0, 1).")] = 0.8,
+    baseline: Annotated[
+        str | None, typer.Option(help="Control to compare with (default: the suite's).")
+    ] = None,
+) -> None:
+    """Seeds each comparison needs to detect an effect, and the training time they would cost."""
+    from transfer_bench.analysis.claims import CLAIM_FILE
+    from transfer_bench.analysis.report import analyse, parse_analysis
+    from transfer_bench.analysis.seed_advice import claim_advice, seconds_per_seed, table_advice
+
+    if not 0 < power < 1:
+        raise TransferBenchError(f"--power {power}: give a probability between 0 and 1, e.g. 0.8")
+    suite, suite_dir = _suite_of_results(results_dir)
+    overrides = {"baseline": baseline} if baseline else {}
+    spec = parse_analysis({**suite.analysis.model_dump(), **overrides})
+    a = analyse(suite_dir, spec)
+    if a.results.empty:
+        raise TransferBenchError(f"{suite_dir}: no finished runs; run the suite first")
+    per_seed = seconds_per_seed(a.results)
+    metric_effect = None if effect is None else effect / 100.0
+    console.print(
+        f"{suite.name}: {a.results['seed'].nunique()} seeds so far; one more seed of the whole "
+        f"suite costs {per_seed / 60:.1f} min of training (measured). Power {power:g}; levels "
+        "are alpha / m of each table (Holm's first step).",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    shown = 0
+    for title, table in (("each arm vs " + spec.baseline, a.comparison), ("integrated", a.auc)):
+        advice = table_advice(table, effect=metric_effect, power=power, per_seed=per_seed)
+        shown += _print_advice(f"{suite.name}: {title}", advice, "effect")
+    claim_path = suite_dir / CLAIM_FILE
+    if suite.claim is not None and claim_path.exists():
+        record = json.loads(claim_path.read_text())
+        advice = claim_advice(
+            record, suite.claim, effect=metric_effect, power=power, per_seed=per_seed
+        )
+        shown += _print_advice(
+            f"claim: {suite.claim.title}", advice, "distance from the tested value"
+        )
+    if not shown:
+        raise TransferBenchError(
+            f"{suite_dir}: nothing was tested (fewer than 2 seeds per arm?); nothing to plan"
+        )
+
+
+def _print_advice(title: str, advice, effect_name: str) -> int:
+    """Print one advice table as Markdown (points; minutes); returns how many rows it had."""
+    if advice.empty:
+        return 0
+
+    def pts(v: float, sign: str = "+") -> str:
+        if v != v:
+            return "–"
+        return "∞" if abs(v) == float("inf") else f"{100 * v:{sign}.2f}"
+
+    cols = ("comparison", "n", "observed", "MDE now", effect_name, "seeds needed", "extra training")
+    lines = [f"\n{title} (points)", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in advice.itertuples():
+        known = r.seeds_needed is not None and r.seeds_needed == r.seeds_needed
+        if known and int(r.seeds_needed) <= r.n:
+            extra = "enough now"
+        elif known and r.extra_seconds == r.extra_seconds:
+            extra = f"{r.extra_seconds / 60:.1f} min"
+        else:
+            extra = r.note or "–"
+        cells = (r.what, str(r.n), pts(r.observed), pts(r.mde, ""), pts(r.effect, ""))
+        needed = str(int(r.seeds_needed)) if known else "–"
+        lines.append("| " + " | ".join((*cells, needed, extra)) + " |")
+    console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+    return len(advice)
 
 
 @app.command("plot")

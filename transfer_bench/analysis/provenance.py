@@ -1,10 +1,10 @@
-"""Report sections on where the data came from and what happened to transferred heads.
+"""Report sections on where the data came from, what happened to transferred heads, and the machine.
 
 Both read what the runs recorded themselves (``config.json``'s ``data`` block, the ``head_policy``
 and ``head`` fields of transfer results), so a report rebuilt from a results folder alone says which
 copy of a dataset was trained on (hub, local mirror and how it differs, bundled file), which
-classes and how many images of each split, and whether each transferred ticket kept its source's
-output layer.
+classes and how many images of each split, whether each transferred ticket kept its source's
+output layer, and which machine and torch build trained the runs.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import pandas as pd
 
 from transfer_bench.analysis.frame import in_plan
 from transfer_bench.head_policy import POLICY_TEXT
+from transfer_bench.machine import describe, differences
 
 
 def dataset_infos(suite_dir: Path) -> dict[str, dict[str, Any]]:
@@ -124,3 +125,47 @@ def head_section(df: pd.DataFrame) -> str:
         "A re-initialized head is drawn from a seeded generator and pruned at random to the "
         "ticket's head density.\n\n" + "\n".join(lines) + tail
     )
+
+
+def machines(df: pd.DataFrame) -> list[tuple[dict[str, Any], int]]:
+    """Distinct machine fingerprints of the trainings in ``df`` with how many trainings each ran,
+    most frequent first; trainings that predate fingerprints are left out."""
+    if df.empty or "machine" not in df.columns:
+        return []
+    counts: dict[str, int] = {}
+    for record in df["machine"]:
+        if isinstance(record, dict):
+            key = json.dumps(record, sort_keys=True)
+            counts[key] = counts.get(key, 0) + 1
+    return [(json.loads(k), n) for k, n in sorted(counts.items(), key=lambda kv: -kv[1])]
+
+
+def machine_line(df: pd.DataFrame) -> str:
+    """One sentence for a report's summary: where the trainings ran, and whether builds differed."""
+    found = machines(df)
+    if not found:
+        return "Machine: not recorded (these runs predate machine fingerprints)."
+    if len(found) == 1:
+        return f"Machine: {describe(found[0][0])}."
+    varying = differences(r for r, _ in found)
+    text = f"Machines: {len(found)} set-ups ({', '.join(str(n) for _, n in found)} trainings)"
+    if varying:
+        text += f", differing in {', '.join(varying)}: float results are not comparable bit for bit"
+    return text + "; see Machine below."
+
+
+def machine_section(df: pd.DataFrame) -> str:
+    """``## Machine``: every fingerprint the trainings recorded, with counts."""
+    found = machines(df)
+    if not found:
+        return ""
+    missing = int(df["machine"].map(lambda r: not isinstance(r, dict)).sum())
+    lines = ["| trainings | CPU | cores | torch threads | device | torch | build | BLAS | Python |"]
+    lines.append("|---|---|---|---|---|---|---|---|---|")
+    for r, n in found:
+        lines.append(
+            f"| {n} | {r.get('cpu')} | {r.get('cores')} | {r.get('threads')} | {r.get('device')} | "
+            f"{r.get('torch')} | {r.get('build')} | {r.get('blas')} | {r.get('python')} |"
+        )
+    tail = f"\n\n{missing} training(s) recorded no machine (older runs)." if missing else ""
+    return "## Machine\n\n" + "\n".join(lines) + tail

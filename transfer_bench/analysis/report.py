@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from filelock import FileLock
 from pydantic import ValidationError
@@ -30,7 +31,13 @@ from transfer_bench.analysis.frame import (
     load_results,
     with_own_ticket_rows,
 )
-from transfer_bench.analysis.provenance import data_section, head_section
+from transfer_bench.analysis.power import DEFAULT_POWER
+from transfer_bench.analysis.provenance import (
+    data_section,
+    head_section,
+    machine_line,
+    machine_section,
+)
 from transfer_bench.analysis.stats import auc_table, comparison_table
 from transfer_bench.analysis.tables import (
     caption_text,
@@ -189,6 +196,25 @@ def _table_section(
     return "\n\n".join(parts)
 
 
+def _detectable(rows: pd.DataFrame) -> str:
+    """What a non-significant result could have found: "; with n = 3/3 only differences of about
+    1.2-2.5 points or more were detectable (80% power)" (from the rows' ``mde``)."""
+    if "mde" not in rows.columns or not rows["mde"].notna().any():
+        return ""
+    mde = rows["mde"].astype(float).dropna()
+    ns = sorted({f"{int(a)}/{int(b)}" for a, b in rows[["ticket_n", "baseline_n"]].to_numpy()})
+    finite = mde[np.isfinite(mde)]
+    if finite.empty:
+        return f"; with n = {', '.join(ns)} the test cannot reach that level at all"
+    low, high = f"{100 * finite.min():.1f}", f"{100 * finite.max():.1f}"
+    size = low if low == high else f"{low}-{high}"
+    blind = f", none at {len(mde) - len(finite)} of them" if len(finite) < len(mde) else ""
+    return (
+        f"; with n = {', '.join(ns)} only differences of about {size} points or more were "
+        f"detectable ({100 * DEFAULT_POWER:g}% power{blind})"
+    )
+
+
 def findings(a: Analysis, spec: AnalysisSpec) -> list[str]:
     """Plain-language statements generated from the statistics."""
     out: list[str] = []
@@ -216,17 +242,18 @@ def findings(a: Analysis, spec: AnalysisSpec) -> list[str]:
                 levels = ", ".join(fmt_percent_remaining(v) for v in rest["percent_remaining"])
                 out.append(
                     f"{who} does not differ significantly from {spec.baseline} on {where} at "
-                    f"{levels} weights remaining ({p_name} >= {spec.alpha:g})."
+                    f"{levels} weights remaining ({p_name} >= {spec.alpha:g}){_detectable(rest)}."
                 )
     for r in a.auc.itertuples() if not a.auc.empty else []:
         who = f"ticket from {r.source}" if r.control == "ticket" else f"{r.control} ({r.source})"
         sig = "significantly " if bool(r.significant) else "not significantly "
         direction = "above" if r.diff > 0 else "below"
+        mde = "" if bool(r.significant) else _detectable(a.auc.loc[[r.Index]])
         out.append(
             f"Integrated over {r.n_levels} densities ({fmt_percent_remaining(100 * r.density_min)} to "
             f"{fmt_percent_remaining(100 * r.density_max)}), the {who} on {r.target} ({r.optimizer}) is "
             f"{sig}{direction} {spec.baseline}: {_points(r.diff)} points of mean accuracy, "
-            f"{_p(p_name, r.p_adj)}."
+            f"{_p(p_name, r.p_adj)}{mde}."
         )
     for r in a.sources_auc.itertuples() if not a.sources_auc.empty else []:
         better = r.source if r.diff > 0 else r.baseline_source
@@ -239,11 +266,15 @@ def findings(a: Analysis, spec: AnalysisSpec) -> list[str]:
     return out
 
 
-def figures_section(a: Analysis, suite_dir: Path, spec: AnalysisSpec) -> tuple[str, list[Path]]:
+def figures_section(
+    a: Analysis, suite_dir: Path, spec: AnalysisSpec
+) -> tuple[list[str], list[Path]]:
+    """Draw the suite's figures; one Markdown block per figure (in ``spec.plots`` order) and PNGs."""
     from transfer_bench.analysis.plots import plot
 
     data = {"results": a.results, "comparison": a.comparison, "suite_dir": suite_dir}
-    parts, pngs = ["## Figures"], []
+    parts: list[str] = []
+    pngs: list[Path] = []
     tickets_exist = any(suite_dir.glob("*/seed_*/level_*/ticket.ticket"))
     for kind in spec.plots:
         if kind in ("optimizer_transfer",) and (
@@ -281,7 +312,7 @@ def figures_section(a: Analysis, suite_dir: Path, spec: AnalysisSpec) -> tuple[s
             f"[{p.suffix[1:]}](figures/{p.name})" for p in paths if p.suffix != ".png"
         )
         parts.append(f"### {kind}\n\n![{kind}](figures/{png.name})\n\n{others}")
-    return "\n\n".join(parts), pngs
+    return parts, pngs
 
 
 def _cell(v: Any) -> str:
@@ -434,7 +465,7 @@ def _write_report(
             if not a.sources_auc.empty
             else ""
         )
-        fig_section, _ = figures_section(a, suite_dir, spec)
+        figures, _ = figures_section(a, suite_dir, spec)
         data_text = data_section(suite_dir)
         claim_text = ""
         if claim is not None:
@@ -442,29 +473,34 @@ def _write_report(
             write_claim(suite_dir, record)
             claim_text = claim_section(record)
     messages = list(dict.fromkeys(str(w.message) for w in caught))
-    sections = [f"# Report: {suite_name}"]
-    if config_summary.strip():
-        sections.append(f"## Configuration\n\n```yaml\n{config_summary.strip()}\n```")
     head = (
         f"Primary test: {TEST_NAMES[spec.test]}, {CORRECTION_NAMES[spec.correction]} correction over "
         f"each table, alpha = {spec.alpha:g}; intervals are BCa bootstrap 95% CIs "
-        f"({spec.n_resamples} resamples) over seeds; accuracies in percent, differences in points."
+        f"({spec.n_resamples} resamples) over seeds; accuracies in percent, differences in points; "
+        f"detectable differences at {100 * DEFAULT_POWER:g}% power (the tables' MDE column)."
     )
     find = findings(a, spec)
-    sections += [
-        claim_text,
-        data_text,
-        head_section(a.results),
-        counts_section(a.results),
+    # a paper's results section: the main figure and the findings first, how they were made last
+    main_figure = figures[0].split("\n", 1)[1].strip() if figures else ""
+    sections = [
+        f"# Report: {suite_name}",
         "## Findings\n\n"
-        + head
-        + "\n\n"
-        + ("\n".join(f"- {f}" for f in find) or "No comparisons could be made."),
+        + (f"{main_figure}\n\n" if main_figure else "")
+        + ("\n".join(f"- {f}" for f in find) or "No comparisons could be made.")
+        + f"\n\n{head} {machine_line(a.results)}",
+        claim_text,
         cmp_section,
         auc_section,
         src_section,
-        fig_section,
+        "## Figures\n\n" + "\n\n".join(figures[1:]) if len(figures) > 1 else "",
         diverged_section(a.diverged, spec.diverged),
+        data_text,
+        head_section(a.results),
+        counts_section(a.results),
+        machine_section(a.results),
+        f"## Configuration\n\n```yaml\n{config_summary.strip()}\n```"
+        if config_summary.strip()
+        else "",
         "## Warnings\n\n" + ("\n".join(f"- {m}" for m in messages) or "None."),
     ]
     text = "\n\n".join(s for s in sections if s) + "\n"

@@ -30,6 +30,7 @@ import pandas as pd
 from scipy import integrate
 from scipy import stats as sps
 
+from transfer_bench.analysis import power as pw
 from transfer_bench.errors import ConfigError
 
 FAMILY_KEY: tuple[str, ...] = ("source", "target", "optimizer", "level")
@@ -82,6 +83,7 @@ SAMPLE_COLUMNS: tuple[str, ...] = (
     "n_pairs",
     "paired_ci_low",
     "paired_ci_high",
+    "diff_std",
     "ci_method",
     "welch_t",
     "welch_p",
@@ -110,6 +112,8 @@ TABLE_COLUMNS: tuple[str, ...] = (
     *SAMPLE_COLUMNS,
     "p_adj",
     "significant",
+    "mde",
+    "mde_alpha",
     "note",
 )
 
@@ -127,6 +131,8 @@ AUC_COLUMNS: tuple[str, ...] = (
     *SAMPLE_COLUMNS,
     "p_adj",
     "significant",
+    "mde",
+    "mde_alpha",
     "note",
 )
 
@@ -478,6 +484,7 @@ def compare_samples(
         d = sa.to_numpy() - sb.to_numpy()
         y = sb.to_numpy()
         row.update(paired=True, n_pairs=int(d.size))
+        row["diff_std"] = float(np.std(d, ddof=1)) if d.size >= 2 else math.nan
 
     # Bootstrap CIs.
     methods: list[str] = []
@@ -695,6 +702,49 @@ def _apply_correction(
     else:
         out["p_adj"] = adjust_pvalues(out["p"].to_numpy(dtype=float), correction)
     out["significant"] = (out["p_adj"] < alpha).fillna(False).astype(bool)
+    return _add_mde(out, correction, alpha, family)
+
+
+def row_design(row: pd.Series | dict) -> pw.Design:
+    """The power-analysis design of one table row: paired when its primary test was paired."""
+    return pw.Design(
+        sd_a=float(row["ticket_std"]),
+        sd_b=float(row["baseline_std"]),
+        n_a=int(row["ticket_n"]),
+        n_b=int(row["baseline_n"]),
+        paired=row["test"] in ("paired_t", "wilcoxon"),
+        sd_diff=float(row.get("diff_std", math.nan)),
+    )
+
+
+def _add_mde(
+    out: pd.DataFrame,
+    correction: str,
+    alpha: float,
+    family: Sequence[str] | None,
+    power: float = pw.DEFAULT_POWER,
+) -> pd.DataFrame:
+    """``mde``: the smallest true difference (metric units) each row's primary test would detect
+    with ``power`` at ``mde_alpha``, the per-cell level of its family (``power.cell_alpha``)."""
+    out["mde"] = np.nan
+    out["mde_alpha"] = np.nan
+    if out.empty:
+        return out
+    groups = (
+        out.groupby(list(family), dropna=False, sort=False).groups.values()
+        if family
+        else [out.index]
+    )
+    for idx in groups:
+        m = int(out.loc[idx, "p"].notna().sum())
+        level = pw.cell_alpha(alpha, correction, m)
+        for i in idx:
+            row = out.loc[i]
+            if not math.isfinite(float(row["p"])):
+                continue
+            out.loc[i, "mde_alpha"] = level
+            out.loc[i, "mde"] = pw.mde(row_design(row), level, power=power, test=str(row["test"]))
+    out.attrs["power"] = power
     return out
 
 

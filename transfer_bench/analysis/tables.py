@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from transfer_bench.analysis.power import DEFAULT_POWER
 from transfer_bench.fileio import atomic_write_text
 
 MARKS: tuple[tuple[float, str], ...] = ((0.001, "***"), (0.01, "**"), (0.05, "*"))
@@ -57,6 +58,7 @@ _LATEX = {
     "−": r"\ensuremath{-}",
     "–": "--",
     "≥": r"\ensuremath{\geq}",
+    "∞": r"\ensuremath{\infty}",
 }
 
 
@@ -117,6 +119,13 @@ def fmt_p_marked(p: float) -> str:
         return MISSING
     text = "<0.001" if p < 0.001 else f"{p:.3f}"
     return text + significance_marks(p)
+
+
+def fmt_mde(mde: float) -> str:
+    """Minimal detectable effect in points ("1.85"); "∞" when the test cannot reach the level."""
+    if isinstance(mde, float) and math.isinf(mde):
+        return "∞"
+    return f"{100 * mde:.2f}" if _finite(mde) else MISSING
 
 
 def _fmt(value: Any, spec: str) -> str:
@@ -182,6 +191,8 @@ def display_frame(cmp: pd.DataFrame) -> pd.DataFrame:
             ("P(A>B)", lambda r: _fmt(r.prob_improvement, ".2f")),
         ]
     columns.append(("p (adj.)", lambda r: fmt_p_marked(r.p_adj)))
+    if "mde" in cmp.columns:
+        columns.append(("MDE (points)", lambda r: fmt_mde(r.mde)))
     data = {header: [fn(r) for r in rows] for header, fn in columns}
     return pd.DataFrame(data, columns=[h for h, _ in columns])
 
@@ -243,6 +254,13 @@ def caption_text(cmp: pd.DataFrame, context: Mapping[str, Any] | None = None) ->
         f"p: {test_text}, {CORRECTION_NAMES.get(correction, correction)} over {m} comparisons; "
         "marks on adjusted p: * < 0.05, ** < 0.01, *** < 0.001."
     )
+    if "mde" in cmp.columns:
+        power = 100 * float(info.get("power", DEFAULT_POWER))
+        level = "alpha / m (Holm's first step)" if correction != "none" else "alpha"
+        parts.append(
+            f"MDE: the smallest true difference the test detects with {power:g}% power at "
+            f"{level}, given the observed spread and n (∞: the rank test cannot reach that level)."
+        )
     if info.get("note"):
         parts.append(str(info["note"]).rstrip(".") + ".")
     return " ".join(parts)

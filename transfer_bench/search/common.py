@@ -18,6 +18,7 @@ from transfer_bench.config import SearchSpec
 from transfer_bench.data import ImageDataset
 from transfer_bench.errors import ConfigError
 from transfer_bench.fileio import atomic_write_json
+from transfer_bench.machine import fingerprint
 from transfer_bench.models import build_model
 from transfer_bench.pruning import Masks, density
 from transfer_bench.runner.context import Context, Progress
@@ -48,6 +49,7 @@ def outcome_record(
         "diverged": outcome.diverged_at is not None,
         "diverged_at": outcome.diverged_at,
         "torch_threads": torch.get_num_threads(),
+        "machine": fingerprint(ctx.device),
         **fields,
         "history": outcome.history,
     }
