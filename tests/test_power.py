@@ -106,3 +106,45 @@ def test_comparison_table_carries_the_mde_of_its_corrected_level() -> None:
     for _, row in cmp.iterrows():
         design = pw.Design(row.ticket_std, row.baseline_std, 4, 4)
         assert row.mde == pytest.approx(pw.mde(design, 0.025))
+
+
+def test_claim_advice_plans_each_check_against_its_boundary() -> None:
+    from transfer_bench.analysis.seed_advice import claim_advice
+    from transfer_bench.config import ClaimSpec
+
+    arm = {"kind": "transfer", "control": "ticket"}
+    claim = ClaimSpec(
+        title="t",
+        paper="p",
+        expected="e",
+        checks=[
+            {"name": "diff", "treatment": arm, "baseline": arm, "expect": "greater"},
+            {
+                "name": "eq",
+                "treatment": arm,
+                "baseline": arm,
+                "expect": "equivalent",
+                "margin": 0.01,
+            },
+            {
+                "name": "sign",
+                "treatment": arm,
+                "baseline": arm,
+                "expect": "greater",
+                "test": "sign",
+            },
+        ],
+    )
+    values = [0.020, 0.025, 0.030, 0.022, 0.028]
+    record = {"checks": [{"check": n, "values": values} for n in ("diff", "eq", "sign")]}
+    advice = claim_advice(record, claim).set_index("what")
+    assert advice.loc["diff", "effect"] == pytest.approx(0.025)
+    assert advice.loc["diff", "alpha"] == pytest.approx(0.05 / 3)
+    assert advice.loc["diff", "seeds_needed"] <= 5 and advice.loc["diff", "power_now"] > 0.8
+    # the observed mean (2.5 points) lies outside the 1-point margin: no seed count helps
+    assert pd.isna(advice.loc["eq", "seeds_needed"])
+    assert "wrong side" in advice.loc["eq", "note"]
+    assert "sign test" in advice.loc["sign", "note"]
+    planned = claim_advice(record, claim, effect=0.0).set_index("what")
+    assert planned.loc["eq", "effect"] == pytest.approx(0.01)  # a true 0 is a full margin away
+    assert not pd.isna(planned.loc["eq", "seeds_needed"])

@@ -500,7 +500,8 @@ def _print_advice(title: str, advice, effect_name: str) -> int:
             return "–"
         return "∞" if abs(v) == float("inf") else f"{100 * v:{sign}.2f}"
 
-    cols = ("comparison", "n", "observed", "MDE now", effect_name, "seeds needed", "extra training")
+    cols = ("comparison", "n", "observed", "MDE now", effect_name, "power now", "seeds needed")
+    cols = (*cols, "extra training")
     lines = [f"\n{title} (points)", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in advice.itertuples():
         known = r.seeds_needed is not None and r.seeds_needed == r.seeds_needed
@@ -510,7 +511,8 @@ def _print_advice(title: str, advice, effect_name: str) -> int:
             extra = f"{r.extra_seconds / 60:.1f} min"
         else:
             extra = r.note or "–"
-        cells = (r.what, str(r.n), pts(r.observed), pts(r.mde, ""), pts(r.effect, ""))
+        now = "–" if r.power_now != r.power_now else f"{r.power_now:.2f}"
+        cells = (r.what, str(r.n), pts(r.observed), pts(r.mde, ""), pts(r.effect, ""), now)
         needed = str(int(r.seeds_needed)) if known else "–"
         lines.append("| " + " | ".join((*cells, needed, extra)) + " |")
     console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
