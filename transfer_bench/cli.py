@@ -441,7 +441,10 @@ def power(
     results_dir: ResultsDirArg,
     effect: Annotated[
         float | None,
-        typer.Option(help="Effect to detect, in points (default: each comparison's observed one)."),
+        typer.Option(
+            help="Effect to detect, in points (claim checks: in their unit); default: each "
+            "comparison's observed effect."
+        ),
     ] = None,
     power: Annotated[float, typer.Option("--power", help="Wanted power, in (0, 1).")] = 0.8,
     baseline: Annotated[
@@ -459,14 +462,18 @@ def power(
     overrides = {"baseline": baseline} if baseline else {}
     spec = parse_analysis({**suite.analysis.model_dump(), **overrides})
     a = analyse(suite_dir, spec)
-    if a.results.empty:
+    claim_path = suite_dir / CLAIM_FILE
+    has_claim = suite.claim is not None and claim_path.exists()
+    if a.results.empty and not has_claim:
         raise TransferBenchError(f"{suite_dir}: no finished runs; run the suite first")
     per_seed = seconds_per_seed(a.results)
     metric_effect = None if effect is None else effect / 100.0
+    seeds = a.results["seed"].nunique() if not a.results.empty else 0
+    cost = f"{per_seed / 60:.1f} min" if per_seed == per_seed else "an unknown time"
     console.print(
-        f"{suite.name}: {a.results['seed'].nunique()} seeds so far; one more seed of the whole "
-        f"suite costs {per_seed / 60:.1f} min of training (measured). Power {power:g}; levels "
-        "are alpha / m of each table (Holm's first step).",
+        f"{suite.name}: {seeds} seeds of trainings so far; one more seed of the whole suite costs "
+        f"{cost} of training (measured). Power {power:g}; levels are alpha / m of each table "
+        "(Holm's first step).",
         markup=False,
         highlight=False,
         soft_wrap=True,
@@ -475,12 +482,9 @@ def power(
     for title, table in (("each arm vs " + spec.baseline, a.comparison), ("integrated", a.auc)):
         advice = table_advice(table, effect=metric_effect, power=power, per_seed=per_seed)
         shown += _print_advice(f"{suite.name}: {title}", advice, "effect")
-    claim_path = suite_dir / CLAIM_FILE
-    if suite.claim is not None and claim_path.exists():
+    if has_claim:
         record = json.loads(claim_path.read_text())
-        advice = claim_advice(
-            record, suite.claim, effect=metric_effect, power=power, per_seed=per_seed
-        )
+        advice = claim_advice(record, suite.claim, effect=effect, power=power, per_seed=per_seed)
         shown += _print_advice(
             f"claim: {suite.claim.title}", advice, "distance from the tested value"
         )
@@ -495,14 +499,15 @@ def _print_advice(title: str, advice, effect_name: str) -> int:
     if advice.empty:
         return 0
 
-    def pts(v: float, sign: str = "+") -> str:
+    def pts(v: float, scale: float, sign: str = "+") -> str:
         if v != v:
             return "–"
-        return "∞" if abs(v) == float("inf") else f"{100 * v:{sign}.2f}"
+        return "∞" if abs(v) == float("inf") else f"{scale * v:{sign}.2f}"
 
     cols = ("comparison", "n", "observed", "MDE now", effect_name, "power now", "seeds needed")
     cols = (*cols, "extra training")
-    lines = [f"\n{title} (points)", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    units = ", ".join(dict.fromkeys(str(u) for u in advice["unit"]))
+    lines = [f"\n{title} ({units})", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in advice.itertuples():
         known = r.seeds_needed is not None and r.seeds_needed == r.seeds_needed
         if known and int(r.seeds_needed) <= r.n:
@@ -512,7 +517,8 @@ def _print_advice(title: str, advice, effect_name: str) -> int:
         else:
             extra = r.note or "–"
         now = "–" if r.power_now != r.power_now else f"{r.power_now:.2f}"
-        cells = (r.what, str(r.n), pts(r.observed), pts(r.mde, ""), pts(r.effect, ""), now)
+        k = float(r.scale)
+        cells = (r.what, str(r.n), pts(r.observed, k), pts(r.mde, k, ""), pts(r.effect, k, ""), now)
         needed = str(int(r.seeds_needed)) if known else "–"
         lines.append("| " + " | ".join((*cells, needed, extra)) + " |")
     console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)

@@ -30,6 +30,8 @@ ADVICE_COLUMNS: tuple[str, ...] = (
     "alpha",
     "seeds_needed",
     "extra_seconds",
+    "scale",
+    "unit",
     "note",
 )
 
@@ -86,6 +88,8 @@ def table_advice(
                 "alpha": float(r["mde_alpha"]),
                 "seeds_needed": needed,
                 "extra_seconds": _extra(needed, n, per_seed),
+                "scale": 100.0,
+                "unit": "points",
                 "note": "" if needed is not None else "not reachable within 1000 seeds",
             }
         )
@@ -116,8 +120,9 @@ def claim_advice(
 ) -> pd.DataFrame:
     """One advice row per check of a claim, from ``claim.json``'s per-seed values.
 
-    ``effect`` replaces the observed mean (metric units) as the true value to plan for. The level
-    is the claim's alpha divided by its number of checks (Holm's first step)."""
+    ``effect`` replaces the observed mean as the true value to plan for, in each check's display
+    unit (points for accuracies; the check's ``scale`` converts). The level is the claim's alpha
+    divided by its number of checks (Holm's first step)."""
     alpha = pw.cell_alpha(claim.alpha, "holm", len(claim.checks))
     specs = {c.name: c for c in claim.checks}
     rows = []
@@ -126,14 +131,23 @@ def claim_advice(
         values = np.asarray(measured.get("values") or [], dtype=float)
         n = int(values.size)
         base: dict[str, Any] = dict.fromkeys(ADVICE_COLUMNS, math.nan)
-        base.update(what=measured["check"], n=n, alpha=alpha, note="")
+        scale = check.scale if check is not None else 100.0
+        base.update(
+            what=measured["check"],
+            n=n,
+            alpha=alpha,
+            scale=scale,
+            unit=check.unit if check is not None else "points",
+            note="",
+        )
         if check is None or check.test != "t" or n < 2:
             why = "sign test: no power formula here" if check and check.test == "sign" else ""
             base.update(note=why or "not a t-test check with 2+ seeds", seeds_needed=None)
             rows.append(base)
             continue
         mean = float(values.mean())
-        distance, sides, note = _distance(check.expect, mean if effect is None else effect, check)
+        planned = mean if effect is None else effect / scale
+        distance, sides, note = _distance(check.expect, planned, check)
         sd = float(values.std(ddof=1))
         design = pw.Design(sd, sd, n, n, paired=True, sd_diff=sd)
         needed = pw.seeds_needed(design, distance, alpha, power=power, sides=sides)
