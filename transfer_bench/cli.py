@@ -426,12 +426,11 @@ def _compare_folders(suite_dir: Path, a, other_dir: Path, spec) -> None:
         raise TransferBenchError(
             f"{suite_dir} and {other_dir} share no comparison with {spec.baseline}"
         )
-    out = Table(title=f"{spec.baseline} comparisons: A vs B")
-    for col in table.columns:
-        out.add_column(col)
-    for values in table.itertuples(index=False):
-        out.add_row(*[str(v) for v in values])
-    console.print(out)
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    lines += [
+        "| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)
+    ]
+    console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
     agree = int((table["same verdict"] == "yes").sum())
     console.print(f"same verdict in {agree} of {len(table)} cells")
 

