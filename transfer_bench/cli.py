@@ -10,6 +10,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -20,7 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from transfer_bench.errors import TransferBenchError
+from transfer_bench.errors import Terminated, TransferBenchError
 
 app = typer.Typer(
     add_completion=False,
@@ -198,6 +199,7 @@ def run(
                 err_console.print(f"{e.kind}: {e.key} {e.message}".strip())
 
         common = dict(device=device or suite.device, cache_dir=ctx.cache_dir, on_event=on_event)
+        previous = _stop_on_sigterm()
         try:
             if executor == "local":
                 from transfer_bench.runner.pool import execute_pool
@@ -219,16 +221,19 @@ def run(
                 summary = execute(
                     ctx, runs, on_start=on_start, on_status=on_status, on_finish=on_finish
                 )
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:
             progress.stop()
+            what = "terminated" if isinstance(stop, Terminated) else "interrupted"
             err_console.print(
-                f"interrupted: finished work is saved under {ctx.suite_dir}; resume with: "
+                f"{what}: finished work is saved under {ctx.suite_dir}; resume with: "
                 f"transfer-bench {shlex.join(sys.argv[1:])}",
                 markup=False,
                 highlight=False,
                 soft_wrap=True,
             )
-            raise typer.Exit(130) from None
+            raise typer.Exit(143 if isinstance(stop, Terminated) else 130) from None
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     console.print(
         f"{len(summary.trained)} runs trained, {len(summary.skipped)} already complete, "
         f"{summary.seconds:.1f} s; results in {ctx.suite_dir}"
@@ -274,6 +279,17 @@ def save_suite_copy(suite_dir: Path, suite) -> None:
         raise TransferBenchError(
             f"{suite_dir}: cannot write results ({e.strerror}); choose a writable --results folder"
         ) from None
+
+
+def _stop_on_sigterm():
+    """From now on SIGTERM raises ``Terminated`` in the main thread (the Ctrl-C path: workers
+    stopped, finished work kept, exit 143); returns the previous handler to restore."""
+
+    def handler(signum, frame) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one stop is enough while cleaning up
+        raise Terminated()
+
+    return signal.signal(signal.SIGTERM, handler)
 
 
 def save_plan(suite_dir: Path, runs) -> None:

@@ -26,3 +26,11 @@ class ModelError(TransferBenchError):
 
 class TicketError(TransferBenchError):
     """A ticket file is malformed, tampered with, or does not fit a model."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: stop like Ctrl-C (workers stopped, finished work kept), exit 143.
+
+    A subclass of ``KeyboardInterrupt`` so that every place that cleans up after Ctrl-C (the
+    process pool, Ray tasks, partial files) does the same for a polite kill from a scheduler.
+    """

@@ -21,6 +21,8 @@ import multiprocessing as mp
 import os
 import queue as queue_mod
 import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -160,9 +162,47 @@ def _sigint_blocked() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def _init_worker(threads: int) -> None:
-    """Pool-process initializer: set the thread count before any heavy work."""
+def die_with_parent(parent: int, poll_seconds: float = 1.0) -> None:
+    """Make this (child) process exit as soon as its parent dies, for any reason (SIGKILL too).
+
+    A pool worker whose run was killed must not go on training and writing results, nor sit
+    re-parented to init holding memory (or a GPU). Linux: the kernel sends SIGKILL when the parent
+    exits (``prctl(PR_SET_PDEATHSIG)``); everywhere, a daemon thread also checks every
+    ``poll_seconds`` whether the parent changed (re-parented) and exits then; ``parent`` is the pid
+    the parent had when it started this process, so a parent that died during start-up counts too.
+    Files are written
+    atomically (temporary file, then rename), so a killed worker leaves at most a ``.tmp`` that the
+    next run removes.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass  # the watcher below still works
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll_seconds)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
+
+
+def _init_helper(parent: int) -> None:
+    """Initializer of the pool's helper processes (the event-queue manager)."""
     _ignore_sigint()
+    die_with_parent(parent)
+
+
+def _init_worker(threads: int, parent: int) -> None:
+    """Pool-process initializer: die with the parent, set the thread count before heavy work."""
+    _init_helper(parent)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(threads)
     set_torch_threads(threads)
@@ -289,11 +329,14 @@ def execute_pool(
 
     manager = SyncManager(ctx=ctx)
     with _sigint_blocked():
-        manager.start(_ignore_sigint)
+        manager.start(_init_helper, (os.getpid(),))
     try:
         events = manager.Queue()
         pool = ProcessPoolExecutor(
-            max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(threads,)
+            max_workers=workers,
+            mp_context=ctx,
+            initializer=_init_worker,
+            initargs=(threads, os.getpid()),
         )
         try:
             while pending or running:
