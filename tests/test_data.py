@@ -271,6 +271,37 @@ def test_local_npz(tmp_path: Path) -> None:
         _load(f"local:{bad}")
 
 
+def test_local_npz_with_named_arrays(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    images = rng.integers(0, 256, (40, 8, 8), dtype=np.uint8)
+    named = tmp_path / "named.npz"
+    np.savez(named, images=images, labels=np.arange(40) % 4)
+    ds = _load(f"local:{named}", image="images", label="labels")
+    assert ds.num_classes == 4 and ds.x_train.shape[0] + ds.x_test.shape[0] == 40
+    # the spec's default names are image/label: a file using them needs no settings
+    np.savez(tmp_path / "default.npz", image=images, label=np.arange(40) % 4)
+    assert _load(f"local:{tmp_path / 'default.npz'}").num_classes == 4
+    # given splits: <name>_train / <name>_test
+    split = tmp_path / "split.npz"
+    np.savez(
+        split,
+        pix_train=images[:30],
+        cls_train=np.arange(30) % 3,
+        pix_test=images[30:],
+        cls_test=np.arange(10) % 3,
+    )
+    ds = _load(f"local:{split}", image="pix", label="cls")
+    assert ds.info["split"]["method"] == "given" and ds.x_test.shape[0] == 10
+    # a wrong name lists the arrays present and says how to name them
+    with pytest.raises(DatasetError) as err:
+        _load(f"local:{named}", image="imgs", label="labels")
+    msg = str(err.value)
+    assert "['images', 'labels']" in msg and "imgs_train" in msg and "image:" in msg
+    np.savez(tmp_path / "half.npz", pix_train=images, cls_train=np.arange(40) % 2, pix_test=images)
+    with pytest.raises(DatasetError, match="pix_test and cls_test must be given together"):
+        _load(f"local:{tmp_path / 'half.npz'}", image="pix", label="cls")
+
+
 def test_local_parquet(tmp_path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq

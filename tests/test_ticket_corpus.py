@@ -115,12 +115,13 @@ def header_end(blob: bytes) -> int:
 
 
 def encode(tensors: dict[str, torch.Tensor], meta_obj: Any, /, **metadata: str) -> bytes:
-    """A ticket container with a correct payload digest over ``tensors``; ``metadata`` overrides
-    the safetensors metadata block (format, format_version...)."""
+    """A version-1 ticket container with a correct payload digest over ``tensors`` (version 1
+    checks each field on its own; version 2 rejects any edit by its digest); ``metadata``
+    overrides the safetensors metadata block (format, format_version...)."""
     entries, data = fmt._layout(tensors)
     block = {
         "format": fmt.FORMAT_NAME,
-        "format_version": str(fmt.FORMAT_VERSION),
+        "format_version": "1",
         "meta": json.dumps(meta_obj),
         "payload_sha256": fmt._payload_sha256(entries, memoryview(data)),
         **metadata,
@@ -135,6 +136,21 @@ def with_tensors(edit: Callable[[dict[str, torch.Tensor]], None]) -> Callable[[]
         return encode(tensors, tiny_ticket().meta)
 
     return build
+
+
+def with_v2_tensors(edit: Callable[[dict[str, torch.Tensor]], None]) -> Callable[[], bytes]:
+    """A version-2 file with a correct digest over edited tensors (the semantic check is tested)."""
+
+    def build() -> bytes:
+        tensors = {k: v.clone() for k, v in fmt._tensors_v2(tiny_ticket()).items()}
+        edit(tensors)
+        return fmt._encode(tensors, tiny_ticket().meta, version=2)
+
+    return build
+
+
+def v2_truncated_values() -> bytes:
+    return tiny_blob()[:-10]
 
 
 def with_meta(edit: Callable[[dict[str, Any]], Any], **metadata: str) -> Callable[[], bytes]:
@@ -237,7 +253,7 @@ CORPUS: dict[str, tuple[Callable[[], bytes], str]] = {
         "no 'format' metadata",
     ),
     "other-format": (with_meta(lambda m: None, format="other-tool"), "is not 'transfer-bench"),
-    "future-version": (with_meta(lambda m: None, format_version="2"), "newer than"),
+    "future-version": (with_meta(lambda m: None, format_version="3"), "newer than"),
     "version-not-a-number": (with_meta(lambda m: None, format_version="one"), "not a version"),
     "version-too-long": (
         with_meta(lambda m: None, format_version="9" * 5000),
@@ -306,6 +322,37 @@ CORPUS: dict[str, tuple[Callable[[], bytes], str]] = {
         with_tensors(poke("weight/conv.weight", 0.5, kept=False)),
         "non-zero values at pruned positions",
     ),
+    "v2-more-kept-values": (
+        with_v2_tensors(
+            lambda t: set_(t, "kept/fc.weight", torch.cat([t["kept/fc.weight"], torch.ones(3)]))
+        ),
+        "stores",
+    ),
+    "v2-fewer-kept-values": (
+        with_v2_tensors(lambda t: set_(t, "kept/fc.weight", t["kept/fc.weight"][:-1].clone())),
+        "but its mask keeps",
+    ),
+    "v2-mask-and-values-disagree": (
+        with_v2_tensors(lambda t: t["mask/conv.weight"].__setitem__(0, 0)),
+        "but its mask keeps",
+    ),
+    "v2-kept-not-1d": (
+        with_v2_tensors(lambda t: set_(t, "kept/fc.weight", t["kept/fc.weight"].reshape(1, -1))),
+        "1-D float tensor",
+    ),
+    "v2-kept-as-int": (
+        with_v2_tensors(lambda t: set_(t, "kept/fc.weight", t["kept/fc.weight"].long())),
+        "1-D float tensor",
+    ),
+    "v2-dense-weights": (
+        with_v2_tensors(lambda t: set_(t, "weight/fc.weight", torch.zeros(3))),
+        "unexpected tensor 'weight/fc.weight'",
+    ),
+    "v2-nan-kept": (
+        with_v2_tensors(lambda t: t["kept/conv.weight"].__setitem__(0, float("nan"))),
+        "NaN or infinite",
+    ),
+    "v2-truncated-values": (v2_truncated_values, "truncated or corrupted"),
     "pickle-renamed": (lambda: pickle.dumps({"masks": [1, 2, 3], "w": [0.5]}), "pickle"),
     "pickle-protocol-0": (lambda: pickle.dumps({"masks": [1, 2, 3]}, protocol=0), "limit"),
     "zip-renamed": (zip_bytes, "zip archive"),
@@ -632,7 +679,7 @@ def test_save_is_byte_deterministic_across_processes(tmp_path: Path) -> None:
     assert {k: v.shape for k, v in tensors.items()} == {k: v.shape for k, v in st_load(a).items()}
     back = load_ticket(paths[0])
     for name, w in back.weights.items():
-        assert torch.equal(tensors["weight/" + name], w)
+        assert torch.equal(tensors["kept/" + name], w[back.masks[name]])
     assert back.meta["source"] == {"a": 1, "b": 2}
 
 

@@ -19,6 +19,7 @@ from transfer_bench.tickets import (
     ticket_from_state,
     verify_ticket,
 )
+from transfer_bench.tickets import format as fmt
 
 
 class Toy(nn.Module):
@@ -106,6 +107,14 @@ def saved(ticket: Ticket, tmp_path: Path) -> Path:
     return save_ticket(ticket, tmp_path / "t.ticket")
 
 
+@pytest.fixture
+def saved_v1(ticket: Ticket, tmp_path: Path) -> Path:
+    """The same ticket in format version 1 (dense weights, digest over the tensors only)."""
+    path = tmp_path / "v1.ticket"
+    path.write_bytes(fmt._encode(fmt._tensors(ticket), ticket.meta, version=1))
+    return path
+
+
 def rewrite_metadata(path: Path, edit) -> None:
     """Change the safetensors ``__metadata__`` of ``path`` in place (payload untouched)."""
     raw = path.read_bytes()
@@ -187,7 +196,7 @@ def test_tampered_payload_fails_sha(saved: Path) -> None:
 @pytest.mark.parametrize(
     ("edit", "expect"),
     [
-        (lambda m: m.update(format_version="2"), "newer"),
+        (lambda m: m.update(format_version="3"), "newer"),
         (lambda m: m.update(format="something-else"), "format"),
         (lambda m: m.pop("format"), "format"),
         (lambda m: m.update(meta="{not json"), "not valid JSON"),
@@ -209,7 +218,8 @@ def test_tampered_payload_fails_sha(saved: Path) -> None:
         ),
     ],
 )
-def test_edited_metadata_rejected(saved: Path, edit, expect: str) -> None:
+def test_edited_metadata_rejected(saved_v1: Path, edit, expect: str) -> None:
+    saved = saved_v1  # version 1 checks what it can; version 2 rejects any edit (below)
     rewrite_metadata(saved, edit)
     with pytest.raises(TicketError, match=expect) as e:
         load_ticket(saved)
@@ -248,11 +258,11 @@ def test_garbage_files_rejected(saved: Path, tmp_path: Path, ticket: Ticket) -> 
 
 def test_bad_payload_contents_rejected(ticket: Ticket, tmp_path: Path) -> None:
     """Content checks run after the digest, so write files with a valid digest over bad data."""
-    from transfer_bench.tickets import format as fmt
 
     def write(t: Ticket, name: str) -> Path:
         path = tmp_path / name
-        path.write_bytes(fmt.ticket_bytes(t))  # bypasses save_ticket's own checks
+        # version 1 (dense weights can hold bad pruned values); bypasses save_ticket's checks
+        path.write_bytes(fmt._encode(fmt._tensors(t), t.meta, version=1))
         return path
 
     w = {k: v.clone() for k, v in ticket.weights.items()}
@@ -383,3 +393,50 @@ def test_apply_names_first_mismatch(ticket: Ticket) -> None:
     model.register_buffer("extra", torch.zeros(2))
     with pytest.raises(TicketError, match="'extra'"):
         ticket.apply(model)
+
+
+# ------------------------------------------------------------------------------------ version 2
+
+
+def test_v2_stores_kept_values_only_and_v1_still_loads(ticket: Ticket, saved: Path, saved_v1: Path):
+    back, old = load_ticket(saved), load_ticket(saved_v1)
+    for name in ticket.masks:
+        assert torch.equal(back.masks[name], old.masks[name])
+        assert torch.equal(back.weights[name], old.weights[name])
+    assert saved.stat().st_size < saved_v1.stat().st_size
+    kept = sum(int(m.sum()) for m in ticket.masks.values())
+    from safetensors.torch import load_file
+
+    stored = load_file(saved)
+    assert sum(v.numel() for k, v in stored.items() if k.startswith("kept/")) == kept
+    upgraded = fmt.upgrade_ticket(saved_v1, saved.parent / "up.ticket")
+    assert upgraded.read_bytes() == saved.read_bytes()
+
+
+def test_v2_any_provenance_edit_is_caught(saved: Path) -> None:
+    def edit(m):
+        meta = json.loads(m["meta"])
+        meta["source"] = {**meta["source"], "name": "another-dataset"}
+        m["meta"] = json.dumps(meta, sort_keys=True)
+
+    raw = saved.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + n])
+    edit(header["__metadata__"])
+    hb = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()  # canonical form
+    hb += b" " * (-len(hb) % 8)
+    saved.write_bytes(len(hb).to_bytes(8, "little") + hb + raw[8 + n :])
+    with pytest.raises(TicketError, match="sha256 mismatch"):
+        load_ticket(saved)
+
+
+def test_v2_every_byte_is_protected(saved: Path, tmp_path: Path) -> None:
+    raw = saved.read_bytes()
+    bad = tmp_path / "bad.ticket"
+    for i in range(0, len(raw), 3):
+        for flip in (0x01, 0x20):
+            edited = bytearray(raw)
+            edited[i] ^= flip
+            bad.write_bytes(bytes(edited))
+            with pytest.raises(TicketError):
+                load_ticket(bad)

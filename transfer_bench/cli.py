@@ -81,6 +81,14 @@ def plan(
     ] = True,
     gpu_tflops: Annotated[float, typer.Option(help="Sustained GPU throughput assumed.")] = 25.0,
     cpu_gflops: Annotated[float, typer.Option(help="Sustained CPU throughput assumed.")] = 100.0,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="Exit with status 2 when a dataset cannot be loaded here (to check a suite "
+            "before queuing it).",
+        ),
+    ] = False,
 ) -> None:
     """Print every run of a suite, its output folder and the compute budget, without training."""
     from transfer_bench.runner.execute import is_complete
@@ -96,11 +104,13 @@ def plan(
             str(i + 1), r.kind, r.label(), str(r.seed), levels, str(r.folder(ctx.suite_dir)), status
         )
     console.print(table)
+    unavailable: list[str] = []
+    if estimate or strict:
+        ctx.cache_dir = default_cache_dir()
+        unavailable = _print_datasets(ctx)
     if estimate:
         from transfer_bench.runner.estimate import estimate_runs, summarize
 
-        ctx.cache_dir = default_cache_dir()
-        _print_datasets(ctx)
         console.print("budget: " + summarize(estimate_runs(ctx, runs), gpu_tflops, cpu_gflops))
     if ctx.suite_dir.is_dir() and any(is_complete(r, ctx.suite_dir) for r in runs):
         console.print(
@@ -109,10 +119,17 @@ def plan(
             markup=False,
             highlight=False,
         )
+    if strict and unavailable:
+        raise TransferBenchError(
+            f"--strict: {len(unavailable)} dataset(s) cannot be loaded here "
+            f"({', '.join(unavailable)}); fix them as said above before running the suite"
+        )
 
 
-def _print_datasets(ctx) -> None:
-    """The suite's datasets with their sizes and classes (loaded here, or from the catalogue)."""
+def _print_datasets(ctx) -> list[str]:
+    """Print the suite's datasets with their sizes and classes (loaded here, or from the
+    catalogue) and, for each that cannot be loaded, the loader's one-line reason and fix.
+    Returns the names of those datasets."""
     from transfer_bench.runner.estimate import dataset_size
 
     table = Table(title="datasets")
@@ -124,10 +141,11 @@ def _print_datasets(ctx) -> None:
         show = lambda v: "?" if v is None else f"{v:,}"  # noqa: E731
         table.add_row(name, d.source, show(d.classes), show(d.train), show(d.test), d.known)
         if d.reason:
-            reasons.append(f"{name}: not available here: {d.reason}")
+            reasons.append((name, f"{name}: not available here: {d.reason}"))
     console.print(table)
-    for line in reasons:
+    for _, line in reasons:
         err_console.print(line, markup=False, highlight=False, soft_wrap=True)
+    return [name for name, _ in reasons]
 
 
 @app.command()
@@ -619,29 +637,152 @@ def ticket_verify(path: Path) -> None:
     console.print(f"OK: {path} (density {100 * t.density:.2f}%, level {t.meta.get('level')})")
 
 
+@ticket_app.command("upgrade")
+def ticket_upgrade(src: Path, out: Path) -> None:
+    """Verify a ticket of any supported format version and write it in the current one."""
+    from transfer_bench.tickets import FORMAT_VERSION
+    from transfer_bench.tickets.format import upgrade_ticket
+
+    path = upgrade_ticket(src, out)
+    console.print(
+        f"upgraded {src} ({src.stat().st_size:,} bytes) -> {path} "
+        f"({path.stat().st_size:,} bytes, format version {FORMAT_VERSION})"
+    )
+
+
+@ticket_app.command("diff")
+def ticket_diff(a: Path, b: Path) -> None:
+    """Compare two tickets: per-layer densities, mask overlap (Jaccard) and shared init."""
+    from transfer_bench.tickets import load_ticket
+    from transfer_bench.tickets.diff import diff_tickets, same_init_verdict
+
+    rows = diff_tickets(load_ticket(a), load_ticket(b))
+    cols = ("layer", "weights", "density A", "density B", "Jaccard", "random masks", "same init")
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        init = "–" if r["shared"] == 0 else f"{100 * r['same_init']:.1f}%"
+        cells = (
+            r["layer"],
+            f"{r['total']:,}",
+            f"{100 * r['density_a']:.2f}%",
+            f"{100 * r['density_b']:.2f}%",
+            f"{r['jaccard']:.3f}",
+            f"{r['jaccard_random']:.3f}",
+            init,
+        )
+        lines.append("| " + " | ".join(cells) + " |")
+    overall = rows[-1]
+    lines += [
+        "",
+        f"A = {a}, B = {b}. Jaccard of the kept weights {overall['jaccard']:.3f} (two random masks "
+        f"of these densities: {overall['jaccard_random']:.3f} on average). Same initialization: "
+        f"{same_init_verdict(overall)}.",
+    ]
+    console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+
+
+EXPORT_FORMATS = ("ticket", "torch-prune", "openlth")
+
+
 @ticket_app.command("export")
 def ticket_export(
-    run_dir: Annotated[
-        Path, typer.Argument(help="A search run folder (.../search-<hash>/seed_<s>).")
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="RUN_DIR LEVEL OUT (a search run folder .../search-<hash>/seed_<s> and a level) "
+            "or TICKET OUT (a .ticket file)."
+        ),
     ],
-    level: int,
-    out: Path,
+    to: Annotated[
+        str, typer.Option("--to", help="ticket (a verified copy), torch-prune or openlth.")
+    ] = "ticket",
 ) -> None:
-    """Copy the verified ticket of LEVEL from a search run to OUT."""
+    """Export a verified ticket: as a .ticket file, a torch-prune state dict or an OpenLTH level."""
     from transfer_bench.runner.store import RunDir
-    from transfer_bench.tickets import verify_ticket
+    from transfer_bench.tickets import load_ticket
 
-    src = RunDir(run_dir).ticket_path(level)
-    if not src.exists():
-        levels = sorted(p.parent.name for p in run_dir.glob("level_*/ticket.ticket"))
+    if to not in EXPORT_FORMATS:
+        raise TransferBenchError(f"--to {to!r}: use one of {', '.join(EXPORT_FORMATS)}")
+    if len(paths) == 3:
+        run_dir, level, out = paths
+        if not str(level).isdigit():
+            raise TransferBenchError(f"level {level}: give a whole number, e.g. 2")
+        src = RunDir(run_dir).ticket_path(int(str(level)))
+        if not src.exists():
+            levels = sorted(p.parent.name for p in run_dir.glob("level_*/ticket.ticket"))
+            raise TransferBenchError(
+                f"{run_dir}: no ticket for level {level} (found: {', '.join(levels) or 'none'}); "
+                "pass a search run folder such as results/<suite>/search-<hash>/seed_0"
+            )
+    elif len(paths) == 2:
+        src, out = paths
+    else:
         raise TransferBenchError(
-            f"{run_dir}: no ticket for level {level} (found: {', '.join(levels) or 'none'}); "
-            "pass a search run folder such as results/<suite>/search-<hash>/seed_0"
+            "ticket export: pass RUN_DIR LEVEL OUT or TICKET OUT (and --to FORMAT)"
         )
-    verify_ticket(src)
+    ticket = load_ticket(src)  # verifies
     out.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src, out)
-    console.print(f"exported {src} -> {out}")
+    if to == "ticket":
+        shutil.copyfile(src, out)
+    elif to == "torch-prune":
+        from transfer_bench.tickets.interop import export_torch_prune
+
+        export_torch_prune(ticket, out)
+    else:
+        from transfer_bench.tickets.interop import export_openlth
+
+        export_openlth(ticket, out)
+    console.print(f"exported {src} -> {out} ({to})")
+
+
+@ticket_app.command("import")
+def ticket_import(
+    src: Annotated[
+        Path, typer.Argument(help="A torch-prune .pth file or an OpenLTH level folder.")
+    ],
+    out: Annotated[Path, typer.Argument(help="The .ticket file to write.")],
+    source_format: Annotated[
+        str, typer.Option("--from", help="torch-prune or openlth.")
+    ] = "torch-prune",
+    model: Annotated[
+        str, typer.Option(help="Model name of the registry, e.g. lenet_300_100.")
+    ] = "",
+    num_classes: Annotated[int, typer.Option(help="Classes of the output layer.")] = 10,
+    in_channels: Annotated[int, typer.Option(help="Input channels.")] = 3,
+    image_size: Annotated[int, typer.Option(help="Input height and width.")] = 32,
+    options: Annotated[
+        str, typer.Option(help="Model options as JSON, e.g. '{\"width\": 8}'.")
+    ] = "{}",
+) -> None:
+    """Import a torch-prune state dict or an OpenLTH level as a verified .ticket file."""
+    from transfer_bench.tickets import save_ticket
+    from transfer_bench.tickets.interop import import_openlth, import_torch_prune
+
+    if source_format not in ("torch-prune", "openlth"):
+        raise TransferBenchError(f"--from {source_format!r}: use torch-prune or openlth")
+    if not model:
+        raise TransferBenchError("ticket import: name the architecture with --model NAME")
+    try:
+        opts = json.loads(options)
+    except ValueError:
+        raise TransferBenchError(
+            f"--options {options!r} is not JSON; e.g. '{{\"width\": 8}}'"
+        ) from None
+    if not isinstance(opts, dict):
+        raise TransferBenchError(f"--options {options!r}: give a JSON object")
+    reader = import_torch_prune if source_format == "torch-prune" else import_openlth
+    ticket = reader(
+        src,
+        model,
+        num_classes=num_classes,
+        in_channels=in_channels,
+        image_size=image_size,
+        options=opts,
+    )
+    path = save_ticket(ticket, out)
+    console.print(
+        f"imported {src} ({source_format}) -> {path} (density {100 * ticket.density:.2f}%)"
+    )
 
 
 def main() -> None:

@@ -488,8 +488,9 @@ def load_hf(spec: DatasetSpec, ref: str, config: str | None = None) -> RawData:
 # --------------------------------------------------------------------------- local:
 
 _LOCAL_LAYOUT = (
-    "expected a .npz with arrays x_train, y_train (optional x_test, y_test) or x, y, or a .parquet "
-    "with an image column (encoded image bytes or nested lists) and a label column"
+    "expected a .npz with arrays x_train, y_train (optional x_test, y_test) or x, y (other names: "
+    "set `image:`/`label:`), or a .parquet with an image column (encoded image bytes or nested "
+    "lists) and a label column"
 )
 
 
@@ -530,25 +531,48 @@ def _read_npz(path: Path, where: str) -> dict[str, np.ndarray]:
     return arrays
 
 
+def _npz_names(spec: DatasetSpec) -> list[tuple[str, str]]:
+    """(image, label) array-name stems to look for: the spec's ``image``/``label``; with the
+    defaults also the conventional ``x``/``y`` (tried first)."""
+    given = (spec.image, spec.label)
+    return [("x", "y"), given] if given == ("image", "label") else [given]
+
+
 def _local_npz(spec: DatasetSpec, path: Path) -> RawData:
+    """A .npz with ``<image>_train``/``<label>_train`` (and optionally ``_test``) arrays, or one
+    unsplit ``<image>``/``<label>`` pair; ``image``/``label`` name the arrays (default: x/y or
+    image/label)."""
     where = f"dataset {spec.source!r} ({path})"
     arrays = _read_npz(path, where)
-    if "x_train" in arrays and "y_train" in arrays:
-        xk, yk = "x_train", "y_train"
-    elif "x" in arrays and "y" in arrays:
-        xk, yk = "x", "y"
+    for xs, ys in _npz_names(spec):
+        if f"{xs}_train" in arrays and f"{ys}_train" in arrays:
+            xk, yk, test = f"{xs}_train", f"{ys}_train", (f"{xs}_test", f"{ys}_test")
+            break
+        if xs in arrays and ys in arrays:
+            xk, yk, test = xs, ys, None
+            break
     else:
-        raise DatasetError(f"{where}: arrays {sorted(arrays)} found; {_LOCAL_LAYOUT}")
+        wanted = " or ".join(
+            f"{x}_train/{y}_train (optional {x}_test/{y}_test) or {x}/{y}"
+            for x, y in _npz_names(spec)
+        )
+        raise DatasetError(
+            f"{where}: arrays {sorted(arrays)} found; expected {wanted}. Name the arrays with "
+            "`image:` and `label:` in the dataset spec (e.g. image: images, label: labels; "
+            "<name>_train/<name>_test are looked up for given splits)"
+        )
     x_tr = standardize_layout(to_uint8(arrays[xk], where), where)
     y_tr = labels_array(arrays[yk], where)
-    has_test = "x_test" in arrays and "y_test" in arrays and xk == "x_train"
-    if ("x_test" in arrays) != ("y_test" in arrays):
-        raise DatasetError(f"{where}: x_test and y_test must be given together; {_LOCAL_LAYOUT}")
-    origin = {"path": str(path), "format": "npz"}
-    if not has_test:
+    origin = {"path": str(path), "format": "npz", "arrays": [xk, yk]}
+    if test is None or not any(k in arrays for k in test):
         return RawData(x_tr, y_tr, origin=origin)
-    x_te = standardize_layout(to_uint8(arrays["x_test"], where), where)
-    return RawData(x_tr, y_tr, x_te, labels_array(arrays["y_test"], where), origin=origin)
+    if not all(k in arrays for k in test):
+        raise DatasetError(
+            f"{where}: {test[0]} and {test[1]} must be given together; arrays found: "
+            f"{sorted(arrays)}"
+        )
+    x_te = standardize_layout(to_uint8(arrays[test[0]], where), where)
+    return RawData(x_tr, y_tr, x_te, labels_array(arrays[test[1]], where), origin=origin)
 
 
 def _local_parquet(spec: DatasetSpec, path: Path) -> RawData:

@@ -138,5 +138,8 @@ def summarize(estimates: list[RunEstimate], gpu_tflops: float, cpu_gflops: float
         f"{total / (cpu_gflops * 1e9) / 3600:.3g} CPU-hours at {cpu_gflops:g} GFLOP/s"
     )
     if unknown:
-        text += f" ({unknown} runs not counted: their dataset is not available here)"
+        text += (
+            f" ({unknown} runs not counted: their dataset is not available here; the reasons are "
+            "listed with the datasets above)"
+        )
     return text

@@ -12,6 +12,14 @@ Failures: a task that crashes (worker or node lost) or raises an unexpected exce
 comes back as a value and is re-raised in the driver with the run key, keeping its class. Runs that
 do not depend on a failed run still finish (so their results are kept); the first failure is raised
 at the end.
+
+Stopping: Ctrl-C or SIGTERM (``Terminated``) cancels every task of this run with
+``ray.cancel(force=True)``, which kills the workers executing them. If the driver itself dies
+(SIGKILL, OOM), Ray's ownership model cleans up: a task fate-shares with its owner, the driver, so
+Ray cancels the driver's pending tasks and kills the workers running them once it notices the owner
+is gone; a local Ray that ``ray.init()`` started for this run is shut down with the driver. This is
+Ray's guarantee, not ours (we do not control Ray's workers, whose parent is the raylet); it is not
+exercised by the test suite, which runs without Ray installed.
 """
 
 from __future__ import annotations

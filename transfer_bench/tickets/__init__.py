@@ -24,6 +24,7 @@ from transfer_bench.tickets.format import (
     save_ticket,
     ticket_bytes,
     ticket_from_state,
+    upgrade_ticket,
     verify_ticket,
 )
 
@@ -47,5 +48,6 @@ __all__ = [
     "save_ticket",
     "ticket_bytes",
     "ticket_from_state",
+    "upgrade_ticket",
     "verify_ticket",
 ]

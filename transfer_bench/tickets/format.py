@@ -49,12 +49,14 @@ from transfer_bench.errors import TicketError
 from transfer_bench.fileio import atomic_write_bytes
 
 FORMAT_NAME = "transfer-bench-ticket"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # what save_ticket writes
+SUPPORTED_VERSIONS = (1, 2)  # what load_ticket reads
 TICKET_SUFFIX = ".ticket"
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 
 MASK_PREFIX = "mask/"
-WEIGHT_PREFIX = "weight/"
+WEIGHT_PREFIX = "weight/"  # version 1: dense rewound values
+KEPT_PREFIX = "kept/"  # version 2: the kept values only
 STATE_PREFIX = "state/"
 
 REQUIRED_META = (
@@ -459,8 +461,23 @@ def _container(entries: Mapping[str, Any], data: bytes, metadata: Mapping[str, s
     return len(hb).to_bytes(8, "little") + hb + data
 
 
+def _file_sha256(metadata: Mapping[str, str], header: Mapping[str, Any], data: memoryview) -> str:
+    """Version-2 digest of a whole ticket: every metadata entry but ``sha256`` itself (sorted by
+    key, each as ``u64le(len) + bytes`` of key and value), then the payload as in version 1."""
+    h = hashlib.sha256()
+    for key in sorted(k for k in metadata if k != "sha256"):
+        for part in (key.encode(), str(metadata[key]).encode()):
+            h.update(len(part).to_bytes(8, "little"))
+            h.update(part)
+    h.update(bytes.fromhex(_payload_sha256(header, data)))
+    return h.hexdigest()
+
+
 def _encode(
-    tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any], where: object = "ticket"
+    tensors: Mapping[str, torch.Tensor],
+    meta: Mapping[str, Any],
+    where: object = "ticket",
+    version: int = FORMAT_VERSION,
 ) -> bytes:
     """The bytes of a ticket file holding ``tensors`` and ``meta`` (digest computed here)."""
     if sys.byteorder != "little":  # raw tensor bytes must be little-endian as the format says
@@ -476,16 +493,30 @@ def _encode(
         raise _err(
             where, f"meta is not JSON-serializable ({e})", "pass plain JSON values in meta"
         ) from None
-    metadata = {
-        "format": FORMAT_NAME,
-        "format_version": str(FORMAT_VERSION),
-        "meta": meta_json,
-        "payload_sha256": _payload_sha256(entries, memoryview(data)),
-    }
+    metadata = {"format": FORMAT_NAME, "format_version": str(version), "meta": meta_json}
+    if version == 1:
+        metadata["payload_sha256"] = _payload_sha256(entries, memoryview(data))
+    else:
+        metadata["sha256"] = _file_sha256(metadata, entries, memoryview(data))
     return _container(entries, data, metadata)
 
 
+def _tensors_v2(ticket: Ticket) -> dict[str, torch.Tensor]:
+    """Version-2 tensors: packed masks, the kept values of each masked parameter (row-major, in
+    the mask's order), and the other state dense."""
+    out: dict[str, torch.Tensor] = {}
+    for name, m in ticket.masks.items():
+        bits = m.detach().cpu().numpy().reshape(-1)
+        out[MASK_PREFIX + name] = torch.from_numpy(np.packbits(bits))
+        w = ticket.weights[name].detach().cpu()
+        out[KEPT_PREFIX + name] = w.reshape(-1)[m.detach().cpu().reshape(-1)].clone()
+    for name, v in ticket.state.items():
+        out[STATE_PREFIX + name] = v.detach().cpu().clone().contiguous()
+    return out
+
+
 def _tensors(ticket: Ticket) -> dict[str, torch.Tensor]:
+    """Version-1 tensors (dense weights); kept for tests and ``ticket upgrade`` comparisons."""
     out: dict[str, torch.Tensor] = {}
     for name, m in ticket.masks.items():
         bits = m.detach().cpu().numpy().reshape(-1)
@@ -503,14 +534,14 @@ def ticket_bytes(ticket: Ticket) -> bytes:
     Equal tickets give equal bytes in any process: the header's keys (metadata included) are
     sorted and tensors are laid out in a fixed order.
     """
-    return _encode(_tensors(ticket), ticket.meta)
+    return _encode(_tensors_v2(ticket), ticket.meta)
 
 
 def save_ticket(ticket: Ticket, path: str | os.PathLike[str]) -> Path:
     """Check and write ``ticket`` to ``path`` atomically (temp file in the same folder, replace)."""
     path = Path(path)
     check_ticket(ticket, path)
-    blob = _encode(_tensors(ticket), ticket.meta, path)
+    blob = _encode(_tensors_v2(ticket), ticket.meta, path)
     atomic_write_bytes(path, blob)
     return path
 
@@ -603,7 +634,7 @@ def _parse(path: Path, raw: bytes) -> tuple[dict[str, str], dict[str, torch.Tens
             f"format_version {v} is newer than this transfer-bench supports ({FORMAT_VERSION})",
             "upgrade transfer-bench",
         )
-    if v != FORMAT_VERSION:
+    if v not in SUPPORTED_VERSIONS:
         raise _err(path, f"unknown format_version {v}", _FIX_REEXPORT)
     try:
         tensors = _st_load(raw)
@@ -613,23 +644,59 @@ def _parse(path: Path, raw: bytes) -> tuple[dict[str, str], dict[str, torch.Tens
             f"is not a valid safetensors file ({e})",
             "it is truncated or corrupted; copy it again",
         ) from None
-    expected = block.get("payload_sha256")
+    key = "payload_sha256" if v == 1 else "sha256"
+    expected = block.get(key)
     if not isinstance(expected, str):
-        raise _err(path, "has no payload_sha256 metadata", "the file was edited; " + _FIX_REEXPORT)
+        raise _err(path, f"has no {key} metadata", "the file was edited; " + _FIX_REEXPORT)
+    data = memoryview(raw)[8 + n :]
     try:
-        actual = _payload_sha256(header, memoryview(raw)[8 + n :])
-    except (KeyError, TypeError, ValueError) as e:  # safetensors accepted what json reads otherwise
+        if v == 1:
+            actual = _payload_sha256(header, data)
+        else:
+            _check_canonical(path, raw[: 8 + n], header, block)
+            actual = _file_sha256(block, header, data)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:  # json safetensors accepted
         raise _err(
             path, f"header is malformed ({_short(e)})", "it is corrupted; copy it again"
         ) from None
     if actual != expected:
         raise _err(
             path,
-            f"payload sha256 mismatch (recorded {expected[:12]}..., computed {actual[:12]}...): "
-            "the file was modified or corrupted",
+            f"{'payload ' if v == 1 else ''}sha256 mismatch (recorded {expected[:12]}..., "
+            f"computed {actual[:12]}...): the file "
+            f"{'(tensors or metadata) ' if v == 2 else ''}was modified or corrupted",
             "copy the original file again or re-run the search",
         )
     return block, tensors
+
+
+_ST_SIZES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1}
+_ST_SIZES |= {"U8": 1, "BOOL": 1}
+
+
+def _check_canonical(
+    path: Path, raw_header: bytes, header: Mapping[str, Any], block: Mapping[str, str]
+) -> None:
+    """Version 2: the header must be exactly what ``save_ticket`` writes for these tensors and
+    metadata (sorted keys, canonical offsets, padding), so that no byte of the file is free:
+    data and metadata are covered by ``sha256``, everything else by this check."""
+    tensors = {k: v for k, v in header.items() if k != "__metadata__"}
+    order = sorted(tensors, key=lambda k: (-_ST_SIZES[tensors[k]["dtype"]], k))
+    entries: dict[str, Any] = {}
+    offset = 0
+    for name in order:
+        e = tensors[name]
+        size = _ST_SIZES[e["dtype"]] * int(np.prod(e["shape"], dtype=np.int64))
+        entries[name] = {"dtype": e["dtype"], "shape": list(e["shape"])}
+        entries[name]["data_offsets"] = [offset, offset + size]
+        offset += size
+    canonical = _container(entries, b"", block)
+    if canonical != raw_header:
+        raise _err(
+            path,
+            "header differs from its canonical form (edited outside transfer-bench)",
+            "copy the original file again; " + _FIX_REEXPORT,
+        )
 
 
 def load_ticket(path: str | os.PathLike[str]) -> Ticket:
@@ -650,7 +717,7 @@ def load_ticket(path: str | os.PathLike[str]) -> Ticket:
             path, "metadata 'meta' is not a JSON object", "the file was edited; " + _FIX_REEXPORT
         )
     try:
-        ticket = _build(path, meta, tensors)
+        ticket = _build(path, meta, tensors, int(block["format_version"]))
         check_ticket(ticket, path)
     except TicketError:
         raise
@@ -677,7 +744,9 @@ def verify_ticket(path: str | os.PathLike[str]) -> Ticket:
     return load_ticket(path)
 
 
-def _build(path: Path, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Ticket:
+def _build(
+    path: Path, meta: dict[str, Any], tensors: dict[str, torch.Tensor], version: int = 1
+) -> Ticket:
     missing = [k for k in REQUIRED_META if k not in meta]
     if missing:
         raise _err(
@@ -699,10 +768,11 @@ def _build(path: Path, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -
     packed: dict[str, torch.Tensor] = {}
     weights: dict[str, torch.Tensor] = {}
     state: dict[str, torch.Tensor] = {}
+    values_prefix = WEIGHT_PREFIX if version == 1 else KEPT_PREFIX
     for key, t in tensors.items():
         for prefix, dest in (
             (MASK_PREFIX, packed),
-            (WEIGHT_PREFIX, weights),
+            (values_prefix, weights),
             (STATE_PREFIX, state),
         ):
             if key.startswith(prefix):
@@ -711,7 +781,8 @@ def _build(path: Path, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -
         else:
             raise _err(
                 path,
-                f"unexpected tensor {_short(key)} (expected mask/, weight/ or state/ names)",
+                f"unexpected tensor {_short(key)} (expected mask/, {values_prefix} or state/ "
+                f"names in a version-{version} ticket)",
                 _FIX_REEXPORT,
             )
 
@@ -738,6 +809,8 @@ def _build(path: Path, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -
                 path, f"param_shapes[{name!r}] = {_short(shape)} is not a shape", _FIX_REEXPORT
             )
         w = weights[name]
+        if version == 2:
+            w = _scatter_kept(path, name, w, packed.get(name), shape)
         if list(w.shape) != shape:  # compared first: the tensor's shape is bounded by the file
             raise _err(
                 path,
@@ -769,6 +842,46 @@ def _build(path: Path, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -
         masks[name] = torch.from_numpy(bits[:length].astype(bool)).reshape(shape)
         ordered_weights[name] = w
     return Ticket(masks=masks, weights=ordered_weights, state=state, meta=meta)
+
+
+def _scatter_kept(
+    path: Path, name: str, kept: torch.Tensor, packed: torch.Tensor | None, shape: list[int]
+) -> torch.Tensor:
+    """Version 2: the dense rewound weight from a parameter's kept values and packed mask."""
+    if not _is_shape(shape):
+        raise _err(path, f"param_shapes[{name!r}] = {_short(shape)} is not a shape", _FIX_REEXPORT)
+    length = int(np.prod(shape, dtype=np.int64))
+    if packed is None or packed.dtype != torch.uint8 or packed.dim() != 1:
+        raise _err(path, f"mask {name!r} is missing or not packed bytes", _FIX_REEXPORT)
+    if packed.numel() != (length + 7) // 8:
+        raise _err(
+            path,
+            f"mask {name!r} holds {packed.numel()} bytes, expected {(length + 7) // 8} for shape "
+            f"{shape}",
+            "the file is corrupted; " + _FIX_REEXPORT,
+        )
+    bits = np.unpackbits(packed.numpy())[:length].astype(bool)
+    if kept.dim() != 1 or not kept.is_floating_point():
+        raise _err(
+            path,
+            f"kept values of {name!r} must be a 1-D float tensor, got {kept.dtype} "
+            f"{list(kept.shape)}",
+            "the file is corrupted; " + _FIX_REEXPORT,
+        )
+    if kept.numel() != int(bits.sum()):
+        raise _err(
+            path,
+            f"{name!r} stores {kept.numel()} kept values but its mask keeps {int(bits.sum())}",
+            "the file is corrupted; " + _FIX_REEXPORT,
+        )
+    dense = torch.zeros(length, dtype=kept.dtype)
+    dense[torch.from_numpy(bits)] = kept
+    return dense.reshape(shape)
+
+
+def upgrade_ticket(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
+    """Verify ``src`` (any supported version) and write it as the current version to ``dst``."""
+    return save_ticket(load_ticket(src), dst)
 
 
 # ---------------------------------------------------------------------------------------- display
