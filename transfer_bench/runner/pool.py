@@ -37,6 +37,7 @@ from transfer_bench.errors import TransferBenchError
 from transfer_bench.runner.context import Context, resolve_device
 from transfer_bench.runner.execute import ExecutionSummary, execute, is_complete
 from transfer_bench.runner.plan import Run, suite_hash
+from transfer_bench.runner.store import RunDir
 
 EventKind = Literal["skip", "queued", "start", "status", "finish", "error", "warning"]
 
@@ -308,6 +309,7 @@ def execute_pool(
     running: dict[Future, Run] = {}
     started: set[str] = set()
     failure: Exception | None = None
+    stopped: list[Run] = []
 
     def drain(events: Any) -> None:
         while True:
@@ -374,9 +376,12 @@ def execute_pool(
                     emit(RunEvent("finish", r.key, r.label(), trained=trained, time=time.time()))
         except BaseException:  # Ctrl-C or a failing callback: stop now, finished levels are kept
             _kill_workers(pool)
+            stopped = list(running.values())
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+            for r in stopped:  # the workers are gone: remove what they were half-way writing
+                RunDir(r.folder(sdir)).tidy()
     finally:
         manager.shutdown()
     if failure is not None:

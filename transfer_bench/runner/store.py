@@ -9,7 +9,6 @@ never leaves a half-written file behind; checkpoints let it resume mid-level.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 from collections.abc import Iterator
@@ -18,23 +17,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from safetensors.torch import load_file, save_file
 
 from transfer_bench.errors import TransferBenchError
-from transfer_bench.fileio import atomic_write_bytes, atomic_write_json, atomic_write_with
+from transfer_bench.fileio import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_with,
+    sha256_file,
+)
 
 
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text())
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
@@ -114,6 +110,21 @@ class RunDir:
             if p.is_file() and p.name not in {"DONE.json", ".lock"} and not p.name.endswith(".tmp")
         }
         atomic_write_json(self.done_path, {"levels": sorted(levels), "artifacts": artifacts})
+
+    def tidy(self) -> bool:
+        """Remove temporary files a killed writer left, if nobody holds the run's lock now (never
+        waits); True if the folder was tidied. Used after stopping pool workers mid-write."""
+        lock = FileLock(str(self.path / ".lock"), timeout=0)
+        try:
+            lock.acquire()
+        except (Timeout, OSError):
+            return False
+        try:
+            for stale in self.path.rglob(".*.tmp"):
+                stale.unlink(missing_ok=True)
+            return True
+        finally:
+            lock.release()
 
     @contextmanager
     def locked(self) -> Iterator[None]:

@@ -58,7 +58,6 @@ epoch 0); ``source`` records ``imported_from``, the file(s) and their sha256, pl
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pickle
@@ -72,7 +71,7 @@ import torch
 from torch import nn
 
 from transfer_bench.errors import TicketError
-from transfer_bench.fileio import atomic_write_text, atomic_write_with
+from transfer_bench.fileio import atomic_write_text, atomic_write_with, sha256_file
 from transfer_bench.models import build_model
 from transfer_bench.tickets.format import (
     _ST_DTYPES,
@@ -117,14 +116,6 @@ def _rename(key: str, renames: Mapping[str, str]) -> str:
     src = max(hits, key=len)
     rest = key[len(src) :].lstrip(".") if src else key
     return ".".join(p for p in (renames[src], rest) if p)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------- reading
@@ -393,7 +384,7 @@ def import_torch_prune(
                 if pruned
                 else torch.ones(value.shape, dtype=torch.bool)
             )
-    source = {"imported_from": "torch-prune", "file": str(path), "sha256": _sha256(path)}
+    source = {"imported_from": "torch-prune", "file": str(path), "sha256": sha256_file(path)}
     return _make(path, state, masks, model, _meta(model, source, meta_source))
 
 
@@ -532,7 +523,7 @@ def import_openlth(
         "folder": str(folder),
         "file": ckpt.name,
         "step": {"ep": ep, "it": it},
-        "sha256": {OPENLTH_MASK: _sha256(mask_path), ckpt.name: _sha256(ckpt)},
+        "sha256": {OPENLTH_MASK: sha256_file(mask_path), ckpt.name: sha256_file(ckpt)},
         "replicate": _folder_number(level_folder.parent, _REPLICATE_RE),
     }
     meta = _meta(model, source, meta_source, level=level, rewind=it if ep == 0 else -1)
