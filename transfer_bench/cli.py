@@ -299,6 +299,12 @@ def save_suite_copy(suite_dir: Path, suite) -> None:
         ) from None
 
 
+def _markdown_lines(columns, rows) -> list[str]:
+    """A Markdown table (header, rule, one line per row of cells) as lines for the console."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+
+
 def _stop_on_sigterm():
     """From now on SIGTERM raises ``Terminated`` in the main thread (the Ctrl-C path: workers
     stopped, finished work kept, exit 143); returns the previous handler to restore."""
@@ -460,10 +466,7 @@ def _compare_folders(suite_dir: Path, a, other_dir: Path, spec) -> None:
         raise TransferBenchError(
             f"{suite_dir} and {other_dir} share no comparison with {spec.baseline}"
         )
-    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
-    lines += [
-        "| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)
-    ]
+    lines = _markdown_lines(table.columns, table.itertuples(index=False))
     console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
     agree = int((table["same verdict"] == "yes").sum())
     console.print(f"same verdict in {agree} of {len(table)} cells")
@@ -540,7 +543,7 @@ def _print_advice(title: str, advice, effect_name: str) -> int:
     cols = ("comparison", "n", "observed", "MDE now", effect_name, "power now", "seeds needed")
     cols = (*cols, "extra training")
     units = ", ".join(dict.fromkeys(str(u) for u in advice["unit"]))
-    lines = [f"\n{title} ({units})", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    rows = []
     for r in advice.itertuples():
         known = r.seeds_needed is not None and r.seeds_needed == r.seeds_needed
         if known and int(r.seeds_needed) <= r.n:
@@ -553,7 +556,8 @@ def _print_advice(title: str, advice, effect_name: str) -> int:
         k = float(r.scale)
         cells = (r.what, str(r.n), pts(r.observed, k), pts(r.mde, k, ""), pts(r.effect, k, ""), now)
         needed = str(int(r.seeds_needed)) if known else "–"
-        lines.append("| " + " | ".join((*cells, needed, extra)) + " |")
+        rows.append((*cells, needed, extra))
+    lines = [f"\n{title} ({units})", *_markdown_lines(cols, rows)]
     console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
     return len(advice)
 
@@ -658,19 +662,19 @@ def ticket_diff(a: Path, b: Path) -> None:
 
     rows = diff_tickets(load_ticket(a), load_ticket(b))
     cols = ("layer", "weights", "density A", "density B", "Jaccard", "random masks", "same init")
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in rows:
-        init = "–" if r["shared"] == 0 else f"{100 * r['same_init']:.1f}%"
-        cells = (
+    cells = [
+        (
             r["layer"],
             f"{r['total']:,}",
             f"{100 * r['density_a']:.2f}%",
             f"{100 * r['density_b']:.2f}%",
             f"{r['jaccard']:.3f}",
             f"{r['jaccard_random']:.3f}",
-            init,
+            "–" if r["shared"] == 0 else f"{100 * r['same_init']:.1f}%",
         )
-        lines.append("| " + " | ".join(cells) + " |")
+        for r in rows
+    ]
+    lines = _markdown_lines(cols, cells)
     overall = rows[-1]
     lines += [
         "",
