@@ -4,8 +4,10 @@ For each model and density it builds a ticket with a random mask (sizes do not d
 weights are kept), writes it, and reports: the file size; the information bound (32 bits per kept
 weight plus 1 mask bit per prunable weight) plus the dense non-prunable tensors (biases, BN), which
 any lossless float32 format must store; their ratio; the in-process ``load_ticket`` time; and the
-whole-command time of ``transfer-bench ticket verify`` (median of ``--rounds`` runs, start-up and
-imports included, as a user sees it). Writes JSON to ``benchmarks/out/ticket_format.json``.
+whole-command times of ``transfer-bench ticket verify`` and ``ticket inspect`` (median of
+``--rounds`` runs of the console entry point, start-up and imports included, as a user sees it;
+both check with numpy only, never importing torch); and one ``ticket verify`` over all the files
+written, per file. Writes JSON to ``benchmarks/out/ticket_format.json``.
 
 Usage: python benchmarks/ticket_format.py [--rounds 3] [--models lenet_300_100 resnet20 resnet50]
 """
@@ -73,6 +75,7 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/out/ticket_format.json")
     args = ap.parse_args()
     rows = []
+    paths: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
             for density in args.densities:
@@ -83,7 +86,8 @@ def main() -> None:
                 t0 = time.perf_counter()
                 load_ticket(path)
                 load_s = time.perf_counter() - t0
-                verify = [sys.executable, "-m", "transfer_bench.cli", "ticket", "verify", str(path)]
+                command = [sys.executable, "-m", "transfer_bench.entry", "ticket"]
+                paths.append(str(path))
                 row = {
                     "model": name,
                     "density": density,
@@ -93,17 +97,28 @@ def main() -> None:
                     "bound_bytes": round(bound),
                     "ratio": size / bound,
                     "load_s": load_s,
-                    "verify_command_s": median_seconds(verify, args.rounds),
+                    "verify_command_s": median_seconds(
+                        [*command, "verify", str(path)], args.rounds
+                    ),
+                    "inspect_command_s": median_seconds(
+                        [*command, "inspect", str(path)], args.rounds
+                    ),
                 }
                 rows.append(row)
                 print(
                     f"{name:14s} {100 * density:4.0f}%  file {size / 1e6:8.2f} MB  bound "
                     f"{bound / 1e6:7.2f} MB  ratio {row['ratio']:5.1f}x  load {load_s:6.3f} s  "
-                    f"verify command {row['verify_command_s']:5.2f} s"
+                    f"verify {row['verify_command_s']:5.2f} s  inspect {row['inspect_command_s']:5.2f} s"
                 )
+        every = median_seconds(
+            [sys.executable, "-m", "transfer_bench.entry", "ticket", "verify", *paths], args.rounds
+        )
+        print(f"one verify command over all {len(paths)} files: {every:.2f} s")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"torch": torch.__version__, "rows": rows}, indent=1))
+    out.write_text(
+        json.dumps({"torch": torch.__version__, "rows": rows, "verify_all_s": every}, indent=1)
+    )
     print(f"written: {out}")
 
 

@@ -29,6 +29,7 @@ from safetensors.torch import load_file as st_load_file
 from torch import nn
 
 from transfer_bench import cli
+from transfer_bench import entry as entry_point
 from transfer_bench.errors import TicketError
 from transfer_bench.models import build_model
 from transfer_bench.tickets import (
@@ -375,11 +376,15 @@ def assert_one_line_error(err: TicketError, path: Path, reason: str) -> None:
     assert len(msg) < 400, msg
 
 
-def cli_verify(path: Path, capsys: pytest.CaptureFixture[str], monkeypatch) -> tuple[int, str]:
+def cli_verify(
+    path: Path, capsys: pytest.CaptureFixture[str], monkeypatch, main=cli.main
+) -> tuple[int, str]:
+    """Run ``ticket verify PATH`` through ``main``: the typer app, or the console entry point
+    (``entry.main``), which checks tickets without typer and torch."""
     monkeypatch.setattr(sys, "argv", ["transfer-bench", "ticket", "verify", str(path)])
     capsys.readouterr()
     with pytest.raises(SystemExit) as e:
-        cli.main()
+        main()
     out = capsys.readouterr()
     return e.value.code, out.out + out.err
 
@@ -409,11 +414,12 @@ def test_corpus_rejected(
         load_ticket(path)
     assert_one_line_error(e.value, path, reason)
 
-    code, output = cli_verify(path, capsys, monkeypatch)
-    assert code == 1, output
-    assert "Traceback" not in output
-    assert squash(output).startswith("FAILED:")
-    assert squash(str(path)) in squash(output) and squash(reason) in squash(output)
+    for main in (cli.main, entry_point.main):
+        code, output = cli_verify(path, capsys, monkeypatch, main)
+        assert code == 1, output
+        assert "Traceback" not in output
+        assert squash(output).startswith("FAILED:")
+        assert squash(str(path)) in squash(output) and squash(reason) in squash(output)
 
 
 @pytest.mark.parametrize("kind", ["directory", "missing", "nul-in-path"])

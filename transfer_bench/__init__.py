@@ -2,28 +2,41 @@
 
 Python API: ``load_suite(path)``, ``load_ticket(path)`` and ``Ticket.apply(model)``,
 ``build_model(name, ...)``, ``load_dataset(spec, input, ...)``.
+
+Every name is resolved lazily (PEP 562): ``import transfer_bench`` costs nothing, so the CLI starts
+fast and ``ticket verify`` never imports torch or pydantic.
 """
 
-from transfer_bench.config import Suite, load_suite
-from transfer_bench.errors import TransferBenchError
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from transfer_bench.errors import TransferBenchError as TransferBenchError
 
 __version__ = "0.1.0"
 
-
-def __getattr__(name: str):  # lazy: keep `import transfer_bench` cheap for the CLI's --help
-    if name in {"load_ticket", "save_ticket", "Ticket", "verify_ticket"}:
-        from transfer_bench import tickets
-
-        return getattr(tickets, name)
-    if name == "build_model":
-        from transfer_bench.models import build_model
-
-        return build_model
-    if name == "load_dataset":
-        from transfer_bench.data import load_dataset
-
-        return load_dataset
-    raise AttributeError(name)
+_HOMES = {
+    "Suite": "transfer_bench.config",
+    "load_suite": "transfer_bench.config",
+    "load_ticket": "transfer_bench.tickets",
+    "save_ticket": "transfer_bench.tickets",
+    "Ticket": "transfer_bench.tickets",
+    "verify_ticket": "transfer_bench.tickets",
+    "build_model": "transfer_bench.models",
+    "load_dataset": "transfer_bench.data",
+}
 
 
-__all__ = ["Suite", "TransferBenchError", "__version__", "load_suite"]
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'transfer_bench' has no attribute {name!r}")
+    return getattr(importlib.import_module(home), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*_HOMES, "TransferBenchError", "__version__"])
+
+
+__all__ = sorted([*_HOMES, "TransferBenchError", "__version__"])

@@ -601,44 +601,22 @@ def plot_cmd(
 
 @ticket_app.command("inspect")
 def ticket_inspect(path: Path) -> None:
-    """Show a ticket's layers, shapes, densities and provenance."""
-    from transfer_bench.tickets import describe, load_ticket
+    """Show a ticket's layers, shapes, densities and provenance (verified; no torch needed)."""
+    from transfer_bench.entry import inspect_file
 
-    t = load_ticket(path)
-    table = Table(
-        title=f"{path.name}: density {100 * t.density:.2f}% (level {t.meta.get('level')})"
-    )
-    for col in ("layer", "shape", "kept", "total", "density", "head"):
-        table.add_column(col)
-    for row in describe(t):
-        table.add_row(
-            row["layer"],
-            "x".join(map(str, row["shape"])),
-            str(row["kept"]),
-            str(row["total"]),
-            f"{100 * row['density']:.2f}%",
-            "yes" if row["is_head"] else "",
-        )
-    console.print(table)
-    meta = {
-        k: v
-        for k, v in t.meta.items()
-        if k not in {"param_shapes", "layer_density", "mask_lengths"}
-    }
-    console.print_json(json.dumps(meta, default=str))
+    inspect_file(path)
 
 
 @ticket_app.command("verify")
-def ticket_verify(path: Path) -> None:
-    """Check a ticket file's integrity (hash, shapes, masks); exit status 1 on failure."""
-    from transfer_bench.tickets import verify_ticket
+def ticket_verify(
+    paths: Annotated[list[Path], typer.Argument(help="One or more .ticket files.")],
+) -> None:
+    """Check ticket files' integrity (hash, shapes, masks); exit status 1 if any fails."""
+    from transfer_bench.entry import verify_files
 
-    try:
-        t = verify_ticket(path)
-    except TransferBenchError as e:
-        err_console.print(f"FAILED: {e}", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
-    console.print(f"OK: {path} (density {100 * t.density:.2f}%, level {t.meta.get('level')})")
+    code = verify_files(paths)
+    if code:
+        raise typer.Exit(code)
 
 
 @ticket_app.command("upgrade")

@@ -1,53 +1,51 @@
-"""Portable lottery tickets: masks + rewound weights in a verified safetensors ``.ticket`` file."""
+"""Portable lottery tickets: masks + rewound weights in a verified safetensors ``.ticket`` file.
+
+Names are resolved lazily (PEP 562) so that ``transfer_bench.tickets.verify`` and ``.container``,
+which ``ticket verify`` / ``ticket inspect`` use, load without importing torch.
+"""
 
 from __future__ import annotations
 
-from transfer_bench.errors import TicketError
-from transfer_bench.tickets.apply import (
-    HEAD_MODES,
-    apply_ticket,
-    check_compatible,
-    head_mismatch,
-    random_head_mask,
-)
-from transfer_bench.tickets.format import (
-    FORMAT_NAME,
-    FORMAT_VERSION,
-    MAX_HEADER_BYTES,
-    REQUIRED_META,
-    TICKET_SUFFIX,
-    Ticket,
-    check_ticket,
-    derived_meta,
-    describe,
-    load_ticket,
-    save_ticket,
-    ticket_bytes,
-    ticket_from_state,
-    upgrade_ticket,
-    verify_ticket,
-)
+import importlib
+from typing import Any
 
-__all__ = [
-    "FORMAT_NAME",
-    "FORMAT_VERSION",
-    "HEAD_MODES",
-    "MAX_HEADER_BYTES",
-    "REQUIRED_META",
-    "TICKET_SUFFIX",
-    "Ticket",
-    "TicketError",
-    "apply_ticket",
-    "check_compatible",
-    "check_ticket",
-    "derived_meta",
-    "describe",
-    "head_mismatch",
-    "load_ticket",
-    "random_head_mask",
-    "save_ticket",
-    "ticket_bytes",
-    "ticket_from_state",
-    "upgrade_ticket",
-    "verify_ticket",
-]
+from transfer_bench.errors import TicketError as TicketError
+
+_HOMES = {
+    "HEAD_MODES": "apply",
+    "apply_ticket": "apply",
+    "check_compatible": "apply",
+    "head_mismatch": "apply",
+    "random_head_mask": "apply",
+    "FORMAT_NAME": "verify",
+    "FORMAT_VERSION": "verify",
+    "REQUIRED_META": "verify",
+    "TicketArrays": "verify",
+    "read_ticket_arrays": "verify",
+    "MAX_HEADER_BYTES": "container",
+    "TICKET_SUFFIX": "format",
+    "Ticket": "format",
+    "check_ticket": "format",
+    "derived_meta": "format",
+    "describe": "format",
+    "load_ticket": "format",
+    "save_ticket": "format",
+    "ticket_bytes": "format",
+    "ticket_from_state": "format",
+    "upgrade_ticket": "format",
+    "verify_ticket": "format",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'transfer_bench.tickets' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"transfer_bench.tickets.{home}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*_HOMES, "TicketError"])
+
+
+__all__ = sorted([*_HOMES, "TicketError"])
