@@ -47,7 +47,12 @@ def cli(
     tmp: Path, *args: str, failpoint: str | None = None, check: bool = False
 ) -> subprocess.CompletedProcess[str]:
     """``transfer-bench ARGS`` in a subprocess with one thread (results depend on thread count)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TRANSFER_BENCH_CACHE": str(tmp / "cache")}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "TRANSFER_BENCH_CACHE": str(tmp / "cache"),
+        "TRANSFER_BENCH_CHECKPOINT_SECONDS": "0",  # a checkpoint every epoch: resume is tested
+    }
     env.pop("TRANSFER_BENCH_FAILPOINT", None)
     if failpoint:
         env["TRANSFER_BENCH_FAILPOINT"] = failpoint

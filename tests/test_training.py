@@ -217,3 +217,55 @@ def test_augmentation_is_deterministic_and_trains():
         Tiny(), data(), TrainSpec(batch_size=20, epochs=2), OPTS["adam_wd"], None, order_seed=3
     )
     assert ra.history == rb.history and ra.history != plain.history
+
+
+def test_throttled_checkpoints_flush_the_latest_state_on_interrupt():
+    """With checkpoint_every large, on_epoch is not called during training, but Ctrl-C hands it the
+    latest epoch-end state, and resuming from that equals the uninterrupted training."""
+    spec = TrainSpec(batch_size=20, epochs=4)
+    ref = Tiny()
+    r_ref = train(ref, data(), spec, OPTS["sgd_momentum_wd"], masks_for(ref), order_seed=2)
+    saved = []
+
+    def on_progress(epoch, acc):
+        if epoch == 3:
+            raise KeyboardInterrupt
+
+    m1 = Tiny()
+    with pytest.raises(KeyboardInterrupt):
+        train(
+            m1,
+            data(),
+            spec,
+            OPTS["sgd_momentum_wd"],
+            masks_for(m1),
+            order_seed=2,
+            on_epoch=saved.append,
+            on_progress=on_progress,
+            checkpoint_every=3600,
+        )
+    assert len(saved) == 1  # the end of epoch 2 (on_progress of epoch 3 stopped it)
+    assert saved[0]["iteration"] == 2 * data().steps_per_epoch(20)
+    m2 = Tiny(seed=99)
+    r2 = train(
+        m2, data(), spec, OPTS["sgd_momentum_wd"], masks_for(m2), order_seed=2, resume=saved[0]
+    )
+    assert r2.history == r_ref.history
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(m2.state_dict().values(), ref.state_dict().values(), strict=True)
+    )
+
+
+def test_checkpoint_seconds_env(monkeypatch):
+    from transfer_bench.errors import TransferBenchError
+    from transfer_bench.runner.context import CHECKPOINT_ENV, checkpoint_seconds_from_env
+
+    monkeypatch.delenv(CHECKPOINT_ENV, raising=False)
+    assert checkpoint_seconds_from_env() == 30.0
+    monkeypatch.setenv(CHECKPOINT_ENV, "0")
+    assert checkpoint_seconds_from_env() == 0.0
+    for bad in ("soon", "-1", "nan"):
+        monkeypatch.setenv(CHECKPOINT_ENV, bad)
+        with pytest.raises(TransferBenchError, match=CHECKPOINT_ENV):
+            checkpoint_seconds_from_env()

@@ -139,6 +139,7 @@ def run_transfer(ctx: Context, run: Run, rd: RunDir, progress: Progress) -> list
             resume=load_checkpoint(ckpt),
             on_epoch=lambda state, ckpt=ckpt: save_checkpoint(ckpt, state),
             on_progress=on_progress,
+            checkpoint_every=ctx.checkpoint_seconds,
         )
         rd.write_result(
             level,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,6 +11,7 @@ import torch
 
 from transfer_bench.config import Suite
 from transfer_bench.data import ImageDataset, load_dataset, normalize
+from transfer_bench.errors import TransferBenchError
 from transfer_bench.training import TrainData
 
 Progress = Callable[[str], None]
@@ -26,15 +28,40 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+CHECKPOINT_ENV = "TRANSFER_BENCH_CHECKPOINT_SECONDS"
+DEFAULT_CHECKPOINT_SECONDS = 30.0
+
+
+def checkpoint_seconds_from_env() -> float:
+    """Seconds between mid-training checkpoints: ``$TRANSFER_BENCH_CHECKPOINT_SECONDS`` (0 = every
+    epoch) or 30. An environment variable so that pool and Ray workers see the same value."""
+    raw = os.environ.get(CHECKPOINT_ENV, "")
+    if not raw:
+        return DEFAULT_CHECKPOINT_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise TransferBenchError(
+            f"{CHECKPOINT_ENV}={raw!r}: give seconds between checkpoints (0 = every epoch)"
+        )
+    return value
+
+
 @dataclass
 class Context:
-    """What a run needs besides its own config; datasets are loaded once per process."""
+    """What a run needs besides its own config; datasets are loaded once per process.
+
+    ``checkpoint_seconds``: at most one mid-training checkpoint per that many seconds (the latest
+    epoch's state is also written when a training is interrupted); it does not change results."""
 
     suite: Suite
     suite_dir: Path
     device: torch.device
     cache_dir: Path | None
     suite_hash: str = ""
+    checkpoint_seconds: float = field(default_factory=checkpoint_seconds_from_env)
     _datasets: dict[str, ImageDataset] = field(default_factory=dict, repr=False)
     _train_data: dict[str, TrainData] = field(default_factory=dict, repr=False)
 

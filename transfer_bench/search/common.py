@@ -228,6 +228,8 @@ def train_level(
         on_epoch=checkpoint,
         on_progress=on_progress,
         after_backward=after_backward,
+        # a caller's on_epoch (Early-Bird's mask tracking) must see every epoch
+        checkpoint_every=ctx.checkpoint_seconds if on_epoch is None else 0.0,
     )
     trained = {n: t.detach() for n, t in model.state_dict().items()}
     save_tensors(setup.rd.trained_path(level), trained)
