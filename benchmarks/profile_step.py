@@ -209,8 +209,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--configs", nargs="+", default=["lenet", "resnet20"], choices=list(CONFIGS))
     ap.add_argument("--channels-last", choices=["auto", "on", "off"], default="auto")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/profile_step.json"))
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     report = {"torch": torch.__version__, "threads": torch.get_num_threads(), "configs": {}}
     for name in args.configs:
         cfg = CONFIGS[name]

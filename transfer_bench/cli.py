@@ -81,6 +81,22 @@ def plan(
     ] = True,
     gpu_tflops: Annotated[float, typer.Option(help="Sustained GPU throughput assumed.")] = 25.0,
     cpu_gflops: Annotated[float, typer.Option(help="Sustained CPU throughput assumed.")] = 100.0,
+    executor: Annotated[
+        str, typer.Option(help="Executor the wall-time estimate assumes: sequential, local, ray.")
+    ] = "local",
+    workers: Annotated[
+        int | None, typer.Option(help="local/ray: parallel runs assumed (default: CPU cores).")
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="Device to time steps on (default: the suite's).")
+    ] = None,
+    calibrate: Annotated[
+        bool,
+        typer.Option(
+            help="Time a few training steps of each model here for the wall-time estimate "
+            "(cached per machine)."
+        ),
+    ] = True,
     strict: Annotated[
         bool,
         typer.Option(
@@ -93,7 +109,9 @@ def plan(
     """Print every run of a suite, its output folder and the compute budget, without training."""
     from transfer_bench.runner.execute import is_complete
 
-    suite, ctx, runs = _context(suite_path, results, "cpu", None, scale)
+    if executor not in ("sequential", "local", "ray"):
+        raise TransferBenchError(f"--executor {executor!r}: use sequential, local or ray")
+    suite, ctx, runs = _context(suite_path, results, device, None, scale)
     table = Table(title=f"{suite.name}: {len(runs)} runs")
     for col in ("#", "kind", "run", "seed", "levels", "folder", "status"):
         table.add_column(col)
@@ -112,6 +130,11 @@ def plan(
         from transfer_bench.runner.estimate import estimate_runs, summarize
 
         console.print("budget: " + summarize(estimate_runs(ctx, runs), gpu_tflops, cpu_gflops))
+        if calibrate:
+            from transfer_bench.runner.estimate import wall_estimate
+
+            for line in wall_estimate(ctx, runs, executor, workers).describe():
+                console.print(line, markup=False, highlight=False)
     if ctx.suite_dir.is_dir() and any(is_complete(r, ctx.suite_dir) for r in runs):
         console.print(
             f"results exist: `transfer-bench power {ctx.suite_dir}` tells how many seeds each "

@@ -143,3 +143,129 @@ def summarize(estimates: list[RunEstimate], gpu_tflops: float, cpu_gflops: float
             "listed with the datasets above)"
         )
     return text
+
+
+# ------------------------------------------------------------------------------- wall time
+
+
+@dataclass(frozen=True)
+class WallEstimate:
+    """Expected wall seconds of the runs still to do, with the settings and costs behind it."""
+
+    seconds: float
+    executor: str
+    workers: int
+    threads: int
+    costs: dict  # Workload -> StepCost
+    runs: int
+    unknown: int  # runs whose dataset is not available here (not counted)
+
+    def describe(self) -> list[str]:
+        lines = [
+            f"expected wall time: {_duration(self.seconds)} for {self.runs} runs to do with "
+            f"--executor {self.executor}"
+            + (f" --workers {self.workers}" if self.executor == "local" else "")
+            + f" ({self.threads} thread(s) per run; from steps timed on this machine)"
+        ]
+        for w, c in self.costs.items():
+            lines.append(
+                f"  {w.label()}: {1e3 * c.step_s:.1f} ms per step, "
+                f"{1e6 * c.eval_s_per_image:.0f} us per test image"
+            )
+        if self.unknown:
+            lines.append(
+                f"  ({self.unknown} runs not counted: their dataset is not available here)"
+            )
+        return lines
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _workload(suite: Suite, run: Run, num_classes: int):
+    from transfer_bench.runner.calibrate import Workload
+
+    if run.kind == "transfer":
+        opt = run.config["optimizer"]
+    else:
+        key = suite.search_optimizer(run.config["dataset"]["name"])
+        opt = suite.optimizers[key].model_dump(mode="json")
+    opt = tuple(
+        sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in opt.items() if k != "key")
+    )
+    return Workload(
+        model=suite.model.name,
+        options=tuple(sorted(suite.model.options.items())),
+        num_classes=num_classes,
+        channels=suite.input.channels,
+        size=suite.input.size,
+        batch_size=suite.train.batch_size,
+        optimizer=opt,
+        augment=suite.train.augment,
+        padding=suite.train.padding,
+    )
+
+
+def wall_estimate(
+    ctx: Context, runs: list[Run], executor: str, workers: int | None, threads: int | None = None
+) -> WallEstimate:
+    """Expected wall time of ``runs`` (those not complete) on this machine with this executor."""
+    import os
+
+    from transfer_bench.runner.calibrate import (
+        Job,
+        calibrated,
+        evaluations,
+        schedule,
+        training_seconds,
+    )
+    from transfer_bench.runner.execute import is_complete
+
+    suite = ctx.suite
+    cores = max(1, os.cpu_count() or 1)
+    todo = [r for r in runs if not is_complete(r, ctx.suite_dir)]
+    slots = 1
+    if executor == "local":
+        slots = max(1, min(workers or cores, max(1, len(todo))))
+        threads = max(1, cores // slots)
+    elif executor == "ray":
+        slots = max(1, workers or cores)
+        threads = threads or 1
+    else:
+        import torch
+
+        threads = threads or torch.get_num_threads()
+    concurrent = slots if ctx.device.type == "cpu" and executor != "sequential" else 1
+    plans = []
+    unknown = 0
+    for run in todo:
+        name = (
+            run.config["dataset"]["name"]
+            if "dataset" in run.config
+            else run.config["target"]["name"]
+        )
+        sizes = _sizes(ctx, name)
+        if sizes is None:
+            unknown += 1
+            continue
+        n_train, n_test, k = sizes
+        plans.append((run, _workload(suite, run, k), n_train, n_test))
+    costs = calibrated(
+        [w for _, w, _, _ in plans], ctx.device.type, threads, concurrent, ctx.cache_dir
+    )
+    jobs = []
+    for run, w, n_train, n_test in plans:
+        spe = math.ceil(n_train / suite.train.batch_size)
+        steps = suite.train.total_iterations(spe)
+        one = training_seconds(
+            costs[w], steps, evaluations(steps, spe, suite.train.eval_every), n_test
+        )
+        jobs.append(Job(run.key, run.depends_on, _trainings(suite, run) * one))
+    startup = max((c.startup_s for c in costs.values()), default=0.0) if concurrent > 1 else 0.0
+    seconds = schedule(jobs, slots) + startup
+    return WallEstimate(seconds, executor, slots, threads, costs, len(jobs), unknown)
