@@ -51,11 +51,13 @@ class Workload:
 
 @dataclass(frozen=True)
 class StepCost:
-    """Measured: seconds per training step and per evaluated test image, and process start-up."""
+    """Measured: seconds per training step, per evaluated test image and per training besides its
+    steps (building the model, optimizer and masks), and a worker process's start-up."""
 
     step_s: float
     eval_s_per_image: float
     startup_s: float
+    fixed_s: float = 0.0
 
 
 def _key(w: Workload, device: str, threads: int, concurrent: int) -> str:
@@ -124,11 +126,12 @@ def _measure(w: Workload, device: str, threads: int, t_start: float) -> StepCost
     short = [timed(4) for _ in range(2)]
     long_ = [timed(16) for _ in range(2)]
     step = max(1e-6, (statistics.median(long_) - statistics.median(short)) / 12)
+    fixed = max(0.0, statistics.median(short) - 4 * step)
     m, _ = model()
     evaluate(m, data.x_test, data.y_test, 256)
     t = time.perf_counter()
     evaluate(m, data.x_test, data.y_test, 256)
-    return StepCost(step, (time.perf_counter() - t) / 256, startup)
+    return StepCost(step, (time.perf_counter() - t) / 256, startup, fixed)
 
 
 def _measure_in_worker(args: tuple) -> StepCost:
@@ -150,6 +153,7 @@ def measure(w: Workload, device: str, threads: int, concurrent: int) -> StepCost
         statistics.mean(c.step_s for c in costs),
         statistics.mean(c.eval_s_per_image for c in costs),
         max(c.startup_s for c in costs),
+        statistics.mean(c.fixed_s for c in costs),
     )
 
 
@@ -225,7 +229,7 @@ def _keys(jobs: list[Job]) -> set[str]:
 
 def training_seconds(cost: StepCost, steps: int, evals: int, n_test: int) -> float:
     """One training: its steps and its evaluations of the test set."""
-    return steps * cost.step_s + evals * n_test * cost.eval_s_per_image
+    return cost.fixed_s + steps * cost.step_s + evals * n_test * cost.eval_s_per_image
 
 
 def evaluations(total_iterations: int, steps_per_epoch: int, eval_every: int) -> int:
