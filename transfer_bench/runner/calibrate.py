@@ -143,9 +143,16 @@ def _measure_in_worker(args: tuple) -> StepCost:
 
 
 def measure(w: Workload, device: str, threads: int, concurrent: int) -> StepCost:
-    """Step cost of ``w`` with ``concurrent`` processes timing at once (1: in this process)."""
+    """Step cost of ``w`` with ``concurrent`` processes timing at once (1: in this process, whose
+    thread count is restored afterwards)."""
     if concurrent <= 1:
-        return _measure(w, device, threads, time.time())
+        import torch
+
+        before = torch.get_num_threads()
+        try:
+            return _measure(w, device, threads, time.time())
+        finally:
+            torch.set_num_threads(before)
     with ProcessPoolExecutor(concurrent) as pool:
         t0 = time.time()
         costs = list(pool.map(_measure_in_worker, [(w, device, threads, t0)] * concurrent))
