@@ -403,3 +403,21 @@ def test_pool_trainings_are_reported_and_tracked_by_the_parent(tmp_path, capfd):
             assert_curve(sorted((m.step, m.value) for m in got), want, "test_accuracy")
     finally:
         os.environ.pop("MLFLOW_ALLOW_FILE_STORE", None)
+
+
+def test_rich_display_and_bad_progress_mode(tracked, tmp_path, monkeypatch):
+    """``--progress rich`` draws the bar over runs even into a file; an unknown mode is a
+    one-line error naming the choices."""
+    from typer.testing import CliRunner
+
+    from transfer_bench.cli import app
+    from transfer_bench.errors import TransferBenchError
+
+    suite_dir, _ = tracked
+    suite = suite_dir.parent.parent / "suite.yaml"
+    args = ["run", str(suite), "--results", str(suite_dir.parent), "--no-report"]
+    out = cli([*args, "--progress", "rich"], monkeypatch, tmp_path)
+    assert f"{SUITE['name']}" in out and f"{RUNS}/{RUNS}" in out and "] trained " not in out
+    res = CliRunner().invoke(app, [*args, "--progress", "fancy"])
+    assert isinstance(res.exception, TransferBenchError)
+    assert str(res.exception) == "progress 'fancy': use one of auto, plain, rich, none"
