@@ -1,7 +1,10 @@
 """transfer-bench: lottery-ticket transfer benchmarking.
 
-Python API: ``load_suite(path)``, ``load_ticket(path)`` and ``Ticket.apply(model)``,
-``build_model(name, ...)``, ``load_dataset(spec, input, ...)``.
+Python API: ``run_suite(path_or_suite, results=..., executor=..., workers=...)`` runs a suite
+as ``transfer-bench run`` does; ``load_results(dir)`` / ``load_histories(dir)`` give tidy pandas
+frames of a results folder (one row per training / per evaluation), ``comparison_table(frame)`` and
+``compare_samples(a, b)`` the report's statistics; ``load_suite(path)``, ``load_ticket(path)`` and
+``Ticket.apply(model)``, ``build_model(name, ...)``, ``load_dataset(spec, input, ...)``.
 
 Every name is resolved lazily (PEP 562): ``import transfer_bench`` costs nothing, so the CLI starts
 fast and ``ticket verify`` never imports torch or pydantic.
@@ -25,6 +28,12 @@ _HOMES = {
     "verify_ticket": "transfer_bench.tickets",
     "build_model": "transfer_bench.models",
     "load_dataset": "transfer_bench.data",
+    "run_suite": "transfer_bench.api",
+    "SuiteRunSummary": "transfer_bench.api",
+    "load_results": "transfer_bench.analysis.frame",
+    "load_histories": "transfer_bench.analysis.frame",
+    "comparison_table": "transfer_bench.analysis.stats",
+    "compare_samples": "transfer_bench.analysis.stats",
 }
 
 

@@ -7,7 +7,6 @@ status 2; an interrupted run prints how to resume and exits with 130.
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import shutil
 import signal
@@ -16,11 +15,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import yaml
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from transfer_bench.api import SUITE_COPY, default_cache_dir
 from transfer_bench.errors import Terminated, TransferBenchError
 
 app = typer.Typer(
@@ -34,19 +32,11 @@ app.add_typer(ticket_app, name="ticket")
 console = Console()
 err_console = Console(stderr=True)
 
-SUITE_COPY = "suite.yaml"
 ScaleOpt = Annotated[
     str | None, typer.Option(help="Run the suite at one of its `scales` (e.g. smoke).")
 ]
 ResultsOpt = Annotated[Path, typer.Option("--results", help="Root folder of results.")]
 SuiteArg = Annotated[Path, typer.Argument(help="Suite YAML file.")]
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get("TRANSFER_BENCH_CACHE")
-    if env:
-        return Path(env)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "transfer-bench"
 
 
 def _context(
@@ -56,19 +46,10 @@ def _context(
     cache_dir: Path | None,
     scale: str | None = None,
 ):
-    from transfer_bench.config import load_suite
-    from transfer_bench.runner.context import Context, resolve_device
-    from transfer_bench.runner.plan import plan, suite_hash
+    from transfer_bench.api import prepare
 
-    suite = load_suite(suite_path, scale)
-    ctx = Context(
-        suite=suite,
-        suite_dir=results / suite.results_subdir,
-        device=resolve_device(device or suite.device),
-        cache_dir=cache_dir or default_cache_dir(),
-        suite_hash=suite_hash(suite),
-    )
-    return suite, ctx, plan(suite)
+    p = prepare(suite_path, results, device=device, cache_dir=cache_dir, scale=scale)
+    return p.suite, p.ctx, p.runs
 
 
 @app.command()
@@ -199,91 +180,72 @@ def run(
             help="Afterwards retrain the cheapest finished level and compare it bit for bit.",
         ),
     ] = False,
+    track: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Log every training to tensorboard, mlflow or wandb (repeat or comma-separate; "
+            "added to the suite's track:).",
+        ),
+    ] = None,
+    progress: Annotated[
+        str,
+        typer.Option(
+            help="auto (rich on a terminal, plain lines in a log), plain, rich or none.",
+        ),
+    ] = "auto",
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Only the final summary and errors.")
+    ] = False,
 ) -> None:
     """Run a suite: search tickets, transfer them, write the report. Finished runs are skipped."""
-    from transfer_bench.runner.execute import execute
+    from transfer_bench.api import EXECUTORS, prepare, run_prepared
+    from transfer_bench.progress import make_progress
+    from transfer_bench.tracking import parse_trackers
 
-    if executor not in ("sequential", "local", "ray"):
+    if executor not in EXECUTORS:
         raise TransferBenchError(f"--executor {executor!r}: use sequential, local or ray")
-    suite, ctx, runs = _context(suite_path, results, device, cache_dir, scale)
-    save_suite_copy(ctx.suite_dir, suite)
-    save_plan(ctx.suite_dir, runs)
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[status]}"),
-        console=console,
-        transient=False,
-    )
-    with progress:
-        task = progress.add_task(suite.name, total=len(runs), status="")
-
-        def on_start(i: int, r) -> None:
-            progress.update(task, description=f"{r.label()} seed {r.seed}", status="")
-
-        def on_finish(r, trained: bool) -> None:
-            progress.advance(task)
-
-        def on_status(s: str) -> None:
-            progress.update(task, status=s)
-
-        def on_event(e) -> None:
-            if e.kind == "start":
-                progress.update(task, description=f"{e.label} {e.key.split('/')[-1]}", status="")
-            elif e.kind == "status":
-                progress.update(task, status=e.message)
-            elif e.kind in ("finish", "skip"):
-                progress.advance(task)
-            elif e.kind in ("warning", "error"):
-                err_console.print(f"{e.kind}: {e.key} {e.message}".strip())
-
-        common = dict(device=device or suite.device, cache_dir=ctx.cache_dir, on_event=on_event)
-        previous = _stop_on_sigterm()
-        try:
-            if executor == "local":
-                from transfer_bench.runner.pool import execute_pool
-
-                summary = execute_pool(suite, ctx.suite_dir, runs, workers=workers, **common)
-            elif executor == "ray":
-                from transfer_bench.runner.ray_executor import execute_ray
-
-                summary = execute_ray(
-                    suite,
-                    ctx.suite_dir,
-                    runs,
-                    address=address,
-                    num_cpus_per_run=cpus_per_run,
-                    num_gpus_per_run=gpus_per_run,
-                    **common,
-                )
-            else:
-                summary = execute(
-                    ctx, runs, on_start=on_start, on_status=on_status, on_finish=on_finish
-                )
-        except KeyboardInterrupt as stop:
-            progress.stop()
-            what = "terminated" if isinstance(stop, Terminated) else "interrupted"
-            err_console.print(
-                f"{what}: finished work is saved under {ctx.suite_dir}; resume with: "
-                f"transfer-bench {shlex.join(sys.argv[1:])}",
-                markup=False,
-                highlight=False,
-                soft_wrap=True,
-            )
-            raise typer.Exit(143 if isinstance(stop, Terminated) else 130) from None
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-    console.print(
-        f"{len(summary.trained)} runs trained, {len(summary.skipped)} already complete, "
-        f"{summary.seconds:.1f} s; results in {ctx.suite_dir}"
-    )
+    display = make_progress("none" if quiet else progress, console, err_console)
+    trackers = parse_trackers(track or ())
+    p = prepare(suite_path, results, device=device, cache_dir=cache_dir, scale=scale)
+    previous = _stop_on_sigterm()
+    try:
+        summary = run_prepared(
+            p,
+            executor=executor,
+            workers=workers,
+            track=trackers,
+            progress=display,
+            report=False,
+            address=address,
+            cpus_per_run=cpus_per_run,
+            gpus_per_run=gpus_per_run,
+        )
+    except KeyboardInterrupt as stop:
+        what = "terminated" if isinstance(stop, Terminated) else "interrupted"
+        err_console.print(
+            f"{what}: finished work is saved under {p.ctx.suite_dir}; resume with: "
+            f"transfer-bench {shlex.join(sys.argv[1:])}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(143 if isinstance(stop, Terminated) else 130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    console.print(str(summary), markup=False, highlight=False, soft_wrap=True)
+    for name, t in summary.tracked.items():
+        per = t["seconds"] / t["trainings"] if t["trainings"] else 0.0
+        console.print(
+            f"{name}: {t['trainings']} trainings logged ({per:.2f} s each); {t['where']}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
     if report:
-        path = _write_report(ctx.suite_dir, suite)
+        path = _write_report(p.ctx.suite_dir, p.suite)
         console.print(f"report: {path}")
     if check_determinism:
-        _check_determinism(ctx, runs)
+        _check_determinism(p.ctx, p.runs)
 
 
 def _check_determinism(ctx, runs) -> None:
@@ -308,20 +270,6 @@ def _check_determinism(ctx, runs) -> None:
     raise typer.Exit(1)
 
 
-def save_suite_copy(suite_dir: Path, suite) -> None:
-    """Keep the effective suite (scale applied) next to its results, so reports can be rebuilt
-    from the folder alone."""
-    from transfer_bench.fileio import atomic_write_bytes
-
-    text = yaml.safe_dump(suite.model_dump(mode="json", exclude_defaults=True), sort_keys=False)
-    try:
-        atomic_write_bytes(suite_dir / SUITE_COPY, text.encode())
-    except OSError as e:
-        raise TransferBenchError(
-            f"{suite_dir}: cannot write results ({e.strerror}); choose a writable --results folder"
-        ) from None
-
-
 def _markdown_lines(columns, rows) -> list[str]:
     """A Markdown table (header, rule, one line per row of cells) as lines for the console."""
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
@@ -337,20 +285,6 @@ def _stop_on_sigterm():
         raise Terminated()
 
     return signal.signal(signal.SIGTERM, handler)
-
-
-def save_plan(suite_dir: Path, runs) -> None:
-    """Record the run folders the suite plans now, so analysis leaves out folders of older plans."""
-    from transfer_bench.analysis.frame import PLAN_FILE
-    from transfer_bench.fileio import atomic_write_json
-
-    ids = sorted({r.run_id for r in runs})
-    try:
-        atomic_write_json(suite_dir / PLAN_FILE, {"run_ids": ids})
-    except OSError as e:
-        raise TransferBenchError(
-            f"{suite_dir}: cannot write results ({e.strerror}); choose a writable --results folder"
-        ) from None
 
 
 def _suite_of_results(path: Path):
@@ -371,24 +305,11 @@ def _suite_of_results(path: Path):
 
 def _write_report(suite_dir: Path, suite) -> Path:
     """The suite's report; for a claim suite in a group, also the group's summary of claims."""
-    from transfer_bench.analysis.report import write_report
-    from transfer_bench.runner.plan import plan as plan_runs
+    from transfer_bench.api import write_suite_report
 
-    if suite_dir.is_dir():
-        save_plan(suite_dir, plan_runs(suite))
-    path = write_report(
-        suite_dir,
-        suite_name=suite.name,
-        analysis=suite.analysis.model_dump(),
-        config_summary=yaml.safe_dump(
-            suite.model_dump(mode="json", exclude_defaults=True), sort_keys=False
-        ),
-        claim=suite.claim,
-    )
-    if suite.claim is not None and suite.group is not None:
-        from transfer_bench.analysis.claims import write_summary
-
-        console.print(f"claims summary: {write_summary(suite_dir.parent)}")
+    path, claims = write_suite_report(suite_dir, suite)
+    if claims is not None:
+        console.print(f"claims summary: {claims}")
     return path
 
 

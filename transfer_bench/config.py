@@ -447,6 +447,9 @@ class SearchSpec(_Model):
 
 
 CONTROLS = ("random_reinit", "shuffle_layerwise", "random_global", "own_ticket", "dense")
+#: Experiment trackers a suite may log to (``tracking.py`` implements each).
+TrackerName = Literal["tensorboard", "mlflow", "wandb"]
+
 Control = Literal["random_reinit", "shuffle_layerwise", "random_global", "own_ticket", "dense"]
 
 
@@ -616,6 +619,7 @@ class Suite(_Model):
     analysis: AnalysisSpec = AnalysisSpec()
     claim: ClaimSpec | None = None
     scales: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    track: tuple[TrackerName, ...] = ()
 
     @field_validator("name")
     @classmethod
@@ -626,6 +630,20 @@ class Suite(_Model):
                 f"{_short(v)} is not a valid suite name; start with a letter or digit and use only "
                 "letters, digits, '_', '.' and '-' (it names the results folder)"
             )
+        return v
+
+    @field_validator("track", mode="before")
+    @classmethod
+    def _tracker_list(cls, v: Any) -> Any:
+        """``track: mlflow`` or ``track: "mlflow, wandb"`` mean the list of those names."""
+        if isinstance(v, str):
+            return tuple(x.strip() for x in v.split(",") if x.strip())
+        return v
+
+    @field_validator("track")
+    @classmethod
+    def _unique_trackers(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        _distinct(v, "tracker")
         return v
 
     @field_validator("seeds")

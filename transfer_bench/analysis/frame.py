@@ -154,11 +154,39 @@ def _fix_types(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def load_results(suite_dir: Path) -> pd.DataFrame:
-    """One row per result file with the flat fields (``history`` dropped) and ``percent_remaining``.
+def load_results(suite_dir: str | Path) -> pd.DataFrame:
+    """One row per finished training of a suite's results folder (``results/<suite>``).
 
-    ``path`` holds the file's location relative to ``suite_dir``. An empty frame with the standard
-    columns is returned when nothing readable exists.
+    ============================  ==============================================================
+    column                        meaning
+    ============================  ==============================================================
+    ``kind``                      ``search`` (a ticket search level), ``transfer`` or
+                                  ``stability``
+    ``suite``, ``run_id``         suite name; the run's content-hashed folder
+    ``source``, ``target``        dataset the ticket came from / was trained on (a search's
+                                  ``target`` is its source)
+    ``optimizer``,                optimizer of this training / of the source's search
+    ``source_optimizer``
+    ``control``                   arm: ``ticket``, ``random_reinit``, ``shuffle_layerwise``,
+                                  ``random_global``, ``own_ticket``, ``dense`` (``imp`` etc. for
+                                  searches)
+    ``level``, ``seed``           pruning level (0 = dense) and seed (int)
+    ``density``,                  fraction / percent of prunable weights kept
+    ``percent_remaining``
+    ``test_accuracy``,            final and best test accuracy (fractions)
+    ``best_test_accuracy``
+    ``final_train_loss``,         losses at the end of training
+    ``final_test_loss``
+    ``early_stop_iteration``,     iteration of minimum test loss; iterations trained
+    ``iterations``
+    ``seconds``                   training time
+    ``path``                      the ``result.json`` relative to ``suite_dir``
+    ============================  ==============================================================
+
+    Fields a record has beyond these (``diverged``, ``machine``, ``head``, ``method``,
+    ``num_classes``, ...) follow as further columns; ``history`` is left to ``load_histories``.
+    Unreadable or partial files are skipped with a warning; an empty frame with these columns is
+    returned when nothing readable exists.
     """
     suite_dir = Path(suite_dir)
     rows = []
@@ -175,8 +203,14 @@ def load_results(suite_dir: Path) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
-def load_histories(suite_dir: Path) -> pd.DataFrame:
-    """Long format: one row per history entry, carrying the run's identifying fields (``ID_FIELDS``)."""
+def load_histories(suite_dir: str | Path) -> pd.DataFrame:
+    """Per-epoch curves in long format: one row per evaluation of every training.
+
+    Columns: the identifying fields of ``load_results`` (``kind``, ``suite``, ``run_id``,
+    ``source``, ``target``, ``optimizer``, ``source_optimizer``, ``control``, ``level``,
+    ``density``, ``seed``), then ``iteration``, ``epoch``, ``train_loss``, ``test_loss`` and
+    ``test_accuracy`` of that evaluation.
+    """
     suite_dir = Path(suite_dir)
     rows = []
     for path, record in iter_records(suite_dir):

@@ -89,7 +89,7 @@ def execute(
                 done = runner_for(run)(ctx, run, rd, status)
                 rd.mark_done(sorted(set(done) | rd.done_levels()))
                 summary.trained.append(run.key)
-        if on_finish:
-            on_finish(run, True)
+        if on_finish:  # False: another process finished it while we waited for the lock
+            on_finish(run, bool(summary.trained) and summary.trained[-1] == run.key)
     summary.seconds = time.perf_counter() - t0
     return summary

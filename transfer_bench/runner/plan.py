@@ -173,4 +173,7 @@ def plan(suite: Suite) -> list[Run]:
 
 
 def suite_hash(suite: Suite) -> str:
-    return canonical_hash(suite.model_dump(mode="json", exclude_defaults=True), 16)
+    """Hash of what the suite computes (``track:`` only says where metrics are logged)."""
+    return canonical_hash(
+        suite.model_dump(mode="json", exclude_defaults=True, exclude={"track"}), 16
+    )
