@@ -63,3 +63,13 @@ def test_real_measurement_is_positive_and_small() -> None:
     )
     cost = calibrate.measure(tiny, "cpu", 1, 1)
     assert 0 < cost.step_s < 1 and 0 < cost.eval_s_per_image < 0.1 and cost.fixed_s >= 0
+
+
+def test_auto_executor_picks_the_pool_on_a_multicore_cpu() -> None:
+    from transfer_bench.api import resolve_executor
+
+    assert resolve_executor("auto", "cpu", todo=10, cores=2) == "local"
+    assert resolve_executor("auto", "cpu", todo=1, cores=2) == "sequential"  # nothing to share
+    assert resolve_executor("auto", "cpu", todo=10, cores=1) == "sequential"
+    assert resolve_executor("auto", "cuda", todo=10, cores=16) == "sequential"  # one GPU process
+    assert resolve_executor("ray", "cpu", todo=10, cores=2) == "ray"  # an explicit choice stays

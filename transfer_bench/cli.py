@@ -63,8 +63,9 @@ def plan(
     gpu_tflops: Annotated[float, typer.Option(help="Sustained GPU throughput assumed.")] = 25.0,
     cpu_gflops: Annotated[float, typer.Option(help="Sustained CPU throughput assumed.")] = 100.0,
     executor: Annotated[
-        str, typer.Option(help="Executor the wall-time estimate assumes: sequential, local, ray.")
-    ] = "local",
+        str,
+        typer.Option(help="Executor the wall-time estimate assumes: auto, sequential, local, ray."),
+    ] = "auto",
     workers: Annotated[
         int | None, typer.Option(help="local/ray: parallel runs assumed (default: CPU cores).")
     ] = None,
@@ -90,8 +91,8 @@ def plan(
     """Print every run of a suite, its output folder and the compute budget, without training."""
     from transfer_bench.runner.execute import is_complete
 
-    if executor not in ("sequential", "local", "ray"):
-        raise TransferBenchError(f"--executor {executor!r}: use sequential, local or ray")
+    if executor not in ("auto", "sequential", "local", "ray"):
+        raise TransferBenchError(f"--executor {executor!r}: use auto, sequential, local or ray")
     suite, ctx, runs = _context(suite_path, results, device, None, scale)
     table = Table(title=f"{suite.name}: {len(runs)} runs")
     for col in ("#", "kind", "run", "seed", "levels", "folder", "status"):
@@ -163,8 +164,13 @@ def run(
     report: Annotated[bool, typer.Option(help="Write report.md at the end.")] = True,
     scale: ScaleOpt = None,
     executor: Annotated[
-        str, typer.Option(help="sequential, local (process pool) or ray.")
-    ] = "sequential",
+        str,
+        typer.Option(
+            help="auto (local on a multi-core CPU, else sequential), sequential, local "
+            "(process pool) or ray.",
+            envvar="TRANSFER_BENCH_EXECUTOR",
+        ),
+    ] = "auto",
     workers: Annotated[
         int | None, typer.Option(help="local: worker processes (default: cores).")
     ] = None,
@@ -203,7 +209,7 @@ def run(
     from transfer_bench.tracking import parse_trackers
 
     if executor not in EXECUTORS:
-        raise TransferBenchError(f"--executor {executor!r}: use sequential, local or ray")
+        raise TransferBenchError(f"--executor {executor!r}: use auto, sequential, local or ray")
     display = make_progress("none" if quiet else progress, console, err_console)
     trackers = parse_trackers(track or ())
     p = prepare(suite_path, results, device=device, cache_dir=cache_dir, scale=scale)

@@ -229,6 +229,9 @@ def wall_estimate(
     suite = ctx.suite
     cores = max(1, os.cpu_count() or 1)
     todo = [r for r in runs if not is_complete(r, ctx.suite_dir)]
+    from transfer_bench.api import resolve_executor
+
+    executor = resolve_executor(executor, ctx.device.type, len(todo), cores)
     slots = 1
     if executor == "local":
         slots = max(1, min(workers or cores, max(1, len(todo))))
