@@ -1,7 +1,8 @@
 """Masked vs dense training throughput of the toolkit's loop, and achieved FLOP/s vs matmul peak.
 
-Goals (README, "Performance"): masked / dense <= 1.05; achieved training FLOP/s >= 0.45 of the
-measured 2-thread matmul peak for LeNet-300-100 and >= 0.75 for conv nets. The host is noisy, so
+Goals (issue 15, README "Performance"): masked / dense <= 1.05; achieved training FLOP/s >= 0.40 of
+the measured 2-thread matmul peak for LeNet-300-100 (batch 60, Adam) and >= 0.70 for Conv-4 (run
+twice: NCHW, the CPU default, and channels_last, which is safe for 3x3-only nets). The host is noisy, so
 dense and masked epochs are interleaved round by round and the median of the paired ratios is
 reported; absolute times are medians too. Training FLOPs = 3 x forward FLOPs (dense count: masks
 do not speed up dense kernels).
@@ -38,14 +39,21 @@ def matmul_peak(n: int = 1024, reps: int = 20) -> float:
 
 
 def bench_model(
-    name: str, channels: int, size: int, batch: int, steps: int, rounds: int, opt: OptimizerSpec
+    name: str,
+    channels: int,
+    size: int,
+    batch: int,
+    steps: int,
+    rounds: int,
+    opt: OptimizerSpec,
+    channels_last: str = "auto",
 ) -> dict:
     g = torch.Generator().manual_seed(0)
     n = batch * steps
     x = torch.randn(n, channels, size, size, generator=g)
     y = torch.randint(0, 10, (n,), generator=g)
     data = TrainData(x, y, x[:batch], y[:batch])
-    spec = TrainSpec(batch_size=batch, epochs=1, eval_batch_size=batch)
+    spec = TrainSpec(batch_size=batch, epochs=1, eval_batch_size=batch, channels_last=channels_last)
     fwd = count_flops(
         build_model(name, num_classes=10, in_channels=channels, image_size=size, seed=0),
         (1, channels, size, size),
@@ -75,6 +83,7 @@ def bench_model(
     return {
         "model": name,
         "input": [channels, size, size],
+        "channels_last": channels_last,
         "batch_size": batch,
         "steps_per_round": steps,
         "rounds": rounds,
@@ -98,7 +107,10 @@ def main() -> None:
     sgd = OptimizerSpec(name="sgd", lr=0.05, momentum=0.9)
     results = [
         bench_model("lenet_300_100", 1, 28, 60, 200, args.rounds, adam),
-        bench_model("conv4", 3, 32, 128, 8, max(3, args.rounds // 3), sgd),
+        bench_model("conv4", 3, 32, 128, 8, max(3, args.rounds // 3), sgd),  # NCHW: CPU default
+        # channels_last is safe for Conv-4 and VGG (3x3 convolutions only; the oneDNN hang is in
+        # the 1x1 kernel, see benchmarks/README.md) and opt-in with `channels_last: "on"`
+        bench_model("conv4", 3, 32, 128, 8, max(3, args.rounds // 3), sgd, channels_last="on"),
     ]
     for r in results:
         r["fraction_of_peak_dense"] = r["dense_gflops"] / peak
@@ -112,7 +124,7 @@ def main() -> None:
     print(f"matmul peak ({torch.get_num_threads()} threads): {peak:.0f} GFLOP/s")
     for r in results:
         print(
-            f"{r['model']:>14}: dense {r['dense_s_median']:.3f}s masked {r['masked_s_median']:.3f}s "
+            f"{r['model']:>14} {r['channels_last']:>4}: dense {r['dense_s_median']:.3f}s masked {r['masked_s_median']:.3f}s "
             f"ratio {r['masked_over_dense_paired_median']:.3f}  "
             f"{r['masked_gflops']:.0f} GFLOP/s masked = {r['fraction_of_peak_masked']:.2f} of peak"
         )
