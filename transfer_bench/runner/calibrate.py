@@ -212,26 +212,15 @@ class Job:
 
 
 def schedule(jobs: list[Job], workers: int) -> float:
-    """Wall seconds for ``jobs`` run in list order on ``workers`` slots, each after its
-    dependencies (greedy, like the pool: the next runnable job takes the first free slot)."""
+    """Wall seconds for ``jobs`` (in plan order, dependencies first) on ``workers`` slots: each job
+    takes the first free slot and starts once its dependencies are done, like the pool."""
     free = [0.0] * max(1, workers)
     done: dict[str, float] = {}
-    pending = list(jobs)
-    while pending:
-        job = next(
-            (j for j in pending if all(d in done or d not in _keys(pending) for d in j.depends_on)),
-            pending[0],
-        )
-        pending.remove(job)
+    for job in jobs:
         slot = min(range(len(free)), key=free.__getitem__)
         ready = max([free[slot], *(done.get(d, 0.0) for d in job.depends_on)])
-        done[job.key] = ready + job.seconds
-        free[slot] = done[job.key]
+        done[job.key] = free[slot] = ready + job.seconds
     return max(done.values(), default=0.0)
-
-
-def _keys(jobs: list[Job]) -> set[str]:
-    return {j.key for j in jobs}
 
 
 def training_seconds(cost: StepCost, steps: int, evals: int, n_test: int) -> float:
