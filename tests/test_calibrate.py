@@ -66,7 +66,7 @@ def test_real_measurement_is_positive_and_small() -> None:
 
 
 def test_auto_executor_picks_the_pool_on_a_multicore_cpu() -> None:
-    from transfer_bench.api import resolve_executor
+    from transfer_bench.runner.executors import resolve_executor
 
     assert resolve_executor("auto", "cpu", todo=10, cores=2) == "local"
     assert resolve_executor("auto", "cpu", todo=1, cores=2) == "sequential"  # nothing to share

@@ -14,9 +14,9 @@ from torch import nn
 from transfer_bench.analysis.frame import apply_diverged, load_results
 from transfer_bench.analysis.report import write_report
 from transfer_bench.config import OptimizerSpec, TrainSpec, parse_suite
-from transfer_bench.runner.context import Context
 from transfer_bench.runner.execute import execute
-from transfer_bench.runner.plan import plan
+from transfer_bench.runs.context import Context
+from transfer_bench.runs.plan import plan
 from transfer_bench.training import TrainData, train
 from transfer_bench.training.loop import epoch_order
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from transfer_bench.errors import ConfigError, ModelError, TicketError
-from transfer_bench.search.early_bird import (
+from transfer_bench.pruning.early_bird import (
     EarlyBirdDetector,
     bn_channel_mask,
     hamming_distance,

@@ -17,9 +17,7 @@ import yaml
 
 from transfer_bench.config import parse_suite
 from transfer_bench.errors import DatasetError, TransferBenchError
-from transfer_bench.runner.context import Context
 from transfer_bench.runner.execute import execute
-from transfer_bench.runner.plan import plan, suite_hash
 from transfer_bench.runner.pool import (
     RunEvent,
     available_cores,
@@ -28,6 +26,8 @@ from transfer_bench.runner.pool import (
     worker_spec,
 )
 from transfer_bench.runner.ray_executor import RAY_MISSING, execute_ray, import_ray
+from transfer_bench.runs.context import Context
+from transfer_bench.runs.plan import plan, suite_hash
 
 SUITE = {
     "name": "tiny",

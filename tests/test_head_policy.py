@@ -17,12 +17,12 @@ from transfer_bench.analysis.report import write_report
 from transfer_bench.config import DatasetSpec, parse_suite
 from transfer_bench.head_policy import head_action, same_labels
 from transfer_bench.models import build_model
-from transfer_bench.runner.context import Context
 from transfer_bench.runner.execute import execute
-from transfer_bench.runner.plan import plan
-from transfer_bench.runner.store import RunDir
-from transfer_bench.tickets import load_ticket
-from transfer_bench.transfer import _head_mode
+from transfer_bench.runs.context import Context
+from transfer_bench.runs.plan import plan
+from transfer_bench.runs.store import RunDir
+from transfer_bench.stages.transfer import _head_mode
+from transfer_bench.tickets import apply_ticket, load_ticket
 
 A = DatasetSpec(source="synthetic:a", num_classes=4, samples=160)
 A_SMALL = DatasetSpec(source="synthetic:a", num_classes=4, samples=160, train_size=40)
@@ -120,7 +120,7 @@ def test_the_reinitialized_head_is_not_the_tickets(auto_run: Context) -> None:
     ):
         mode = _head_mode(cfg, ticket, model)
         assert mode == want
-        ticket.apply(model, head=mode, generator=gen)
+        apply_ticket(ticket, model, head=mode, generator=gen)
         head = model.head_names[0]
         same = torch.equal(model.state_dict()[head], ticket.weights[head] * ticket.masks[head])
         assert same == (want == "keep")

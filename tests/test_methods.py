@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from transfer_bench.config import parse_suite
-from transfer_bench.runner.context import Context
 from transfer_bench.runner.execute import execute
-from transfer_bench.runner.plan import plan
-from transfer_bench.runner.store import RunDir
+from transfer_bench.runs.context import Context
+from transfer_bench.runs.plan import plan
+from transfer_bench.runs.store import RunDir
 from transfer_bench.tickets import load_ticket
 
 BASE = {
@@ -125,8 +125,8 @@ def test_all_five_controls(tmp_path):
 
 
 def test_rewinding_to_k_reproduces_weights_at_k(tmp_path):
-    from transfer_bench.search.common import source_setup
-    from transfer_bench.search.stability_run import weights_at
+    from transfer_bench.stages.common import source_setup
+    from transfer_bench.stages.stability import weights_at
 
     suite = suite_with(search={"sources": ["src"], "rate": 0.5, "levels": 1, "rewind": "3it"})
     ctx = run_suite(tmp_path, suite)

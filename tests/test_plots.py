@@ -18,9 +18,6 @@ from transfer_bench.analysis import compare, load_histories, load_results
 from transfer_bench.analysis.masks import (
     OVERALL,
     collect_tickets,
-    expected_random,
-    hamming,
-    jaccard,
     overlap_matrix,
     pair_table,
 )
@@ -44,6 +41,7 @@ from transfer_bench.analysis.style import (
 )
 from transfer_bench.analysis.style import palette as style_palette
 from transfer_bench.errors import ConfigError, TicketError
+from transfer_bench.pruning.overlap import expected_random, hamming, jaccard
 from transfer_bench.tickets import save_ticket, ticket_from_state
 
 SOURCES = ("digits", "mnist5k", "usps")

@@ -13,11 +13,11 @@ from typer.testing import CliRunner
 from transfer_bench.cli import app
 from transfer_bench.config import parse_suite
 from transfer_bench.models import build_model
-from transfer_bench.runner.context import Context
 from transfer_bench.runner.execute import execute
-from transfer_bench.runner.plan import plan
-from transfer_bench.runner.store import RunDir
-from transfer_bench.tickets import load_ticket
+from transfer_bench.runs.context import Context
+from transfer_bench.runs.plan import plan
+from transfer_bench.runs.store import RunDir
+from transfer_bench.tickets import apply_ticket, load_ticket
 
 SUITE = {
     "name": "tiny",
@@ -95,7 +95,7 @@ def test_level_start_is_rewound_weights_times_mask(finished: Path):
     rd = RunDir(search.folder(ctx.suite_dir))
     t0, t2 = load_ticket(rd.ticket_path(0)), load_ticket(rd.ticket_path(2))
     model = build_model("lenet_300_100", num_classes=4, in_channels=1, image_size=8, seed=123)
-    masks = t2.apply(model, head="keep")
+    masks = apply_ticket(t2, model, head="keep")
     params = dict(model.named_parameters())
     for name, m in masks.items():
         assert torch.equal(params[name].detach(), t0.weights[name] * m)

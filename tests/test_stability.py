@@ -10,14 +10,14 @@ from torch import nn
 
 from transfer_bench.config import OptimizerSpec, TrainSpec
 from transfer_bench.errors import ConfigError, ModelError
-from transfer_bench.search.stability import (
+from transfer_bench.training import TrainData
+from transfer_bench.training.stability import (
     STABLE_THRESHOLD,
     error_barrier,
     instability,
     interpolate_state,
     linear_path_errors,
 )
-from transfer_bench.training import TrainData
 
 
 class Tiny(nn.Module):

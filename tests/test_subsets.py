@@ -172,7 +172,7 @@ def test_bad_subset_fields_are_config_errors(spec: dict, message: str) -> None:
 
 def test_subset_fields_leave_older_run_ids_alone() -> None:
     """New fields at their defaults are not hashed, so results of older suites stay valid."""
-    from transfer_bench.runner.plan import search_config
+    from transfer_bench.runs.plan import search_config
 
     suite = parse_suite({**SUITE, "datasets": {"a": {"source": "builtin:digits"}}})
     assert search_config(suite, "a")["dataset"] == {"name": "a", "source": "builtin:digits"}

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from transfer_bench.cli import app
 from transfer_bench.config import load_suite
-from transfer_bench.runner.plan import plan
+from transfer_bench.runs.plan import plan
 
 SUITES = sorted((Path(__file__).parents[1] / "suites").glob("*.yaml"))
 

@@ -35,6 +35,7 @@ from transfer_bench.models import build_model
 from transfer_bench.tickets import (
     MAX_HEADER_BYTES,
     Ticket,
+    apply_ticket,
     load_ticket,
     save_ticket,
     ticket_bytes,
@@ -604,7 +605,7 @@ def lenet_ticket() -> Ticket:
 def test_apply_lenet_ticket_to_conv_model_names_first_parameter() -> None:
     model = build_model("conv2", num_classes=10, in_channels=1, image_size=8, seed=0)
     with pytest.raises(TicketError) as e:
-        lenet_ticket().apply(model)
+        apply_ticket(lenet_ticket(), model)
     msg = str(e.value)
     assert "\n" not in msg
     assert "'features.0.weight' [64, 1, 3, 3]" in msg, msg
@@ -616,7 +617,7 @@ def test_apply_to_other_input_size_names_first_shape_mismatch() -> None:
     # 12x12 inputs: fc1 differs (first), and with 5 classes the head differs too (allowed)
     model = build_model("lenet_300_100", num_classes=5, in_channels=1, image_size=12, seed=0)
     with pytest.raises(TicketError) as e:
-        lenet_ticket().apply(model, head="keep")
+        apply_ticket(lenet_ticket(), model, head="keep")
     msg = str(e.value)
     assert "\n" not in msg
     assert "'fc1.weight' has shape [300, 144] in the model but [300, 64] in the ticket" in msg
@@ -625,10 +626,12 @@ def test_apply_to_other_input_size_names_first_shape_mismatch() -> None:
 def test_apply_keep_head_with_other_class_count_names_shapes() -> None:
     model = build_model("lenet_300_100", num_classes=5, in_channels=1, image_size=8, seed=0)
     with pytest.raises(TicketError) as e:
-        lenet_ticket().apply(model, head="keep")
+        apply_ticket(lenet_ticket(), model, head="keep")
     msg = str(e.value)
     assert "'fc.weight' has shape [5, 100] in the model but [10, 100] in the ticket" in msg
-    masks = lenet_ticket().apply(model, head="auto", generator=torch.Generator().manual_seed(0))
+    masks = apply_ticket(
+        lenet_ticket(), model, head="auto", generator=torch.Generator().manual_seed(0)
+    )
     assert masks["fc.weight"].shape == (5, 100)
     assert torch.equal(masks["fc1.weight"], lenet_ticket().masks["fc1.weight"])
 
@@ -643,7 +646,7 @@ def test_apply_ticket_with_extra_parameter() -> None:
             self.head_names = ("fc.weight", "fc.bias")
 
     with pytest.raises(TicketError, match=r"ticket parameter 'fc\.weight' \[3, 32\]"):
-        tiny_ticket().apply(Fewer())
+        apply_ticket(tiny_ticket(), Fewer())
 
 
 # ----------------------------------------------------------------------------------- determinism

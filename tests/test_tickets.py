@@ -13,6 +13,7 @@ from torch import nn
 from transfer_bench.errors import TicketError
 from transfer_bench.tickets import (
     Ticket,
+    apply_ticket,
     describe,
     load_ticket,
     save_ticket,
@@ -312,7 +313,7 @@ def test_bad_payload_contents_rejected(ticket: Ticket, tmp_path: Path) -> None:
 
 def test_apply_same_head_loads_exactly(ticket: Ticket) -> None:
     model = Toy(seed=99)
-    masks = ticket.apply(model, head="auto")
+    masks = apply_ticket(ticket, model, head="auto")
     assert list(masks) == list(model.prunable_names)
     sd = model.state_dict()
     for name in model.prunable_names:
@@ -332,7 +333,7 @@ def test_apply_zeroes_pruned_weights(ticket: Ticket) -> None:
         ticket.meta,
     )
     model = Toy(seed=5)
-    masks = t.apply(model, head="keep")
+    masks = apply_ticket(t, model, head="keep")
     params = dict(model.named_parameters())
     for name, m in masks.items():
         assert torch.equal(params[name].detach(), m.float())
@@ -342,7 +343,9 @@ def test_apply_to_100_class_model(ticket: Ticket) -> None:
     def run(seed: int) -> tuple[Toy, dict[str, torch.Tensor]]:
         model = Toy(num_classes=100, seed=3)
         g = torch.Generator().manual_seed(seed)
-        return model, ticket.apply(model, head="auto", generator=g, reset_head=toy_reset_head)
+        return model, apply_ticket(
+            ticket, model, head="auto", generator=g, reset_head=toy_reset_head
+        )
 
     model, masks = run(0)
     sd = model.state_dict()
@@ -367,14 +370,18 @@ def test_apply_to_100_class_model(ticket: Ticket) -> None:
 
 def test_apply_head_modes(ticket: Ticket) -> None:
     with pytest.raises(TicketError, match="head"):
-        ticket.apply(Toy(num_classes=100), head="keep")
+        apply_ticket(ticket, Toy(num_classes=100), head="keep")
     with pytest.raises(TicketError, match="generator"):
-        ticket.apply(Toy(num_classes=100), head="auto", reset_head=toy_reset_head)
+        apply_ticket(ticket, Toy(num_classes=100), head="auto", reset_head=toy_reset_head)
     with pytest.raises(TicketError, match="head mode"):
-        ticket.apply(Toy(), head="nope")
+        apply_ticket(ticket, Toy(), head="nope")
     model = Toy()
-    masks = ticket.apply(
-        model, head="reinit", generator=torch.Generator().manual_seed(0), reset_head=toy_reset_head
+    masks = apply_ticket(
+        ticket,
+        model,
+        head="reinit",
+        generator=torch.Generator().manual_seed(0),
+        reset_head=toy_reset_head,
     )
     assert not torch.equal(model.state_dict()["fc.weight"], ticket.weights["fc.weight"])
     assert abs(int(masks["fc.weight"].sum()) - ticket.head_density * 130) <= 1
@@ -382,17 +389,21 @@ def test_apply_head_modes(ticket: Ticket) -> None:
 
 def test_apply_names_first_mismatch(ticket: Ticket) -> None:
     with pytest.raises(TicketError, match="'conv1.weight'") as e:
-        ticket.apply(Toy(conv_name="conv1"))
+        apply_ticket(ticket, Toy(conv_name="conv1"))
     assert "conv.weight" in str(e.value)
     with pytest.raises(TicketError, match=r"'conv\.weight'.*shape"):
-        ticket.apply(
-            Toy(conv_out=4), head="auto", generator=torch.Generator(), reset_head=toy_reset_head
+        apply_ticket(
+            ticket,
+            Toy(conv_out=4),
+            head="auto",
+            generator=torch.Generator(),
+            reset_head=toy_reset_head,
         )
 
     model = Toy()
     model.register_buffer("extra", torch.zeros(2))
     with pytest.raises(TicketError, match="'extra'"):
-        ticket.apply(model)
+        apply_ticket(ticket, model)
 
 
 # ------------------------------------------------------------------------------------ version 2

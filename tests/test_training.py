@@ -259,7 +259,7 @@ def test_throttled_checkpoints_flush_the_latest_state_on_interrupt():
 
 def test_checkpoint_seconds_env(monkeypatch):
     from transfer_bench.errors import TransferBenchError
-    from transfer_bench.runner.context import CHECKPOINT_ENV, checkpoint_seconds_from_env
+    from transfer_bench.runs.context import CHECKPOINT_ENV, checkpoint_seconds_from_env
 
     monkeypatch.delenv(CHECKPOINT_ENV, raising=False)
     assert checkpoint_seconds_from_env() == 30.0

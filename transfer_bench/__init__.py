@@ -4,7 +4,7 @@ Python API: ``run_suite(path_or_suite, results=..., executor=..., workers=...)``
 as ``transfer-bench run`` does; ``load_results(dir)`` / ``load_histories(dir)`` give tidy pandas
 frames of a results folder (one row per training / per evaluation), ``comparison_table(frame)`` and
 ``compare_samples(a, b)`` the report's statistics; ``load_suite(path)``, ``load_ticket(path)`` and
-``Ticket.apply(model)``, ``build_model(name, ...)``, ``load_dataset(spec, input, ...)``.
+``apply_ticket(ticket, model)``, ``build_model(name, ...)``, ``load_dataset(spec, input, ...)``.
 
 Every name is resolved lazily (PEP 562): ``import transfer_bench`` costs nothing, so the CLI starts
 fast and ``ticket verify`` never imports torch or pydantic.
@@ -25,6 +25,7 @@ _HOMES = {
     "load_ticket": "transfer_bench.tickets",
     "save_ticket": "transfer_bench.tickets",
     "Ticket": "transfer_bench.tickets",
+    "apply_ticket": "transfer_bench.tickets",
     "verify_ticket": "transfer_bench.tickets",
     "build_model": "transfer_bench.models",
     "load_dataset": "transfer_bench.data",

@@ -19,22 +19,6 @@ import yaml
 
 from transfer_bench.errors import TransferBenchError
 
-EXECUTORS: tuple[str, ...] = ("auto", "sequential", "local", "ray")
-
-
-def resolve_executor(executor: str, device: str, todo: int, cores: int | None = None) -> str:
-    """``auto``: the process pool (one 1-thread worker per core) on a CPU with >= 2 cores and >= 2
-    runs to do, else sequential. Two 1-thread processes train LeNet-size models ~1.6x faster than
-    one 2-thread process and conv nets no slower (perf lab, section 6); a GPU gets one process.
-    Results depend on threads per run (recorded in every result), not on the executor."""
-    if executor != "auto":
-        return executor
-    import os
-
-    cores = cores or os.cpu_count() or 1
-    return "local" if device == "cpu" and cores >= 2 and todo >= 2 else "sequential"
-
-
 SUITE_COPY = "suite.yaml"
 
 
@@ -111,8 +95,8 @@ def prepare(
     scale: str | None = None,
 ) -> Prepared:
     """Load and plan a suite: its context (results folder, device, cache) and its runs."""
-    from transfer_bench.runner.context import Context, resolve_device
-    from transfer_bench.runner.plan import plan, suite_hash
+    from transfer_bench.runs.context import Context, resolve_device
+    from transfer_bench.runs.plan import plan, suite_hash
 
     s = load(suite, scale)
     ctx = Context(
@@ -159,7 +143,7 @@ def write_suite_report(suite_dir: Path, suite) -> tuple[Path, Path | None]:
     """Write the suite's report; returns it and, for a claim suite in a group, the group's
     summary of claims (else None)."""
     from transfer_bench.analysis.report import write_report
-    from transfer_bench.runner.plan import plan as plan_runs
+    from transfer_bench.runs.plan import plan as plan_runs
 
     if suite_dir.is_dir():
         save_plan(suite_dir, plan_runs(suite))
@@ -190,49 +174,22 @@ def dispatch(
     cpus_per_run: float = 1,
     gpus_per_run: float = 0,
 ):
-    """Run the plan with ``executor`` (sequential, local or ray), reporting ``RunEvent``s."""
-    from transfer_bench.runner.pool import RunEvent
+    """Run the plan with ``executor`` (auto, sequential, local or ray), reporting ``RunEvent``s."""
+    # lazy: the executors import torch and every stage; `import transfer_bench.api` stays light
+    from transfer_bench.runner.executors import run_plan
 
-    if executor not in EXECUTORS:
-        raise TransferBenchError(f"--executor {executor!r}: use {', '.join(EXECUTORS)}")
-    if executor == "auto":
-        from transfer_bench.runner.execute import is_complete
-
-        todo = sum(1 for r in p.runs if not is_complete(r, p.ctx.suite_dir))
-        executor = resolve_executor(executor, p.ctx.device.type, todo)
-    common = dict(device=p.device, cache_dir=p.ctx.cache_dir, on_event=on_event)
-    if executor == "local":
-        from transfer_bench.runner.pool import execute_pool
-
-        return execute_pool(p.suite, p.ctx.suite_dir, p.runs, workers=workers, **common)
-    if executor == "ray":
-        from transfer_bench.runner.ray_executor import execute_ray
-
-        return execute_ray(
-            p.suite,
-            p.ctx.suite_dir,
-            p.runs,
-            address=address,
-            num_cpus_per_run=cpus_per_run,
-            num_gpus_per_run=gpus_per_run,
-            **common,
-        )
-    from transfer_bench.runner.execute import execute
-
-    current: list[Any] = [None]
-
-    def on_start(i: int, r) -> None:
-        current[0] = r
-        on_event(RunEvent("start", r.key, r.label()))
-
-    def on_status(s: str) -> None:
-        r = current[0]
-        on_event(RunEvent("status", r.key, r.label(), message=s))
-
-    def on_finish(r, trained: bool) -> None:
-        on_event(RunEvent("finish" if trained else "skip", r.key, r.label(), trained=trained))
-
-    return execute(p.ctx, p.runs, on_start=on_start, on_status=on_status, on_finish=on_finish)
+    return run_plan(
+        p.suite,
+        p.ctx,
+        p.runs,
+        executor,
+        on_event,
+        device=p.device,
+        workers=workers,
+        address=address,
+        cpus_per_run=cpus_per_run,
+        gpus_per_run=gpus_per_run,
+    )
 
 
 def run_prepared(
@@ -249,11 +206,12 @@ def run_prepared(
 ) -> SuiteRunSummary:
     """Execute a prepared suite; see ``run_suite``. ``progress`` is a mode name or a display
     object from ``progress.make_progress``. Trackers: the suite's ``track:`` plus ``track``."""
+    # lazy: progress and the executors import torch
     from transfer_bench.progress import TrainingWatcher, make_progress
+    from transfer_bench.runner.executors import check_executor
     from transfer_bench.tracking import open_trackers, parse_trackers
 
-    if executor not in EXECUTORS:
-        raise TransferBenchError(f"--executor {executor!r}: use {', '.join(EXECUTORS)}")
+    check_executor(executor)
     names = parse_trackers([*p.suite.track, *parse_trackers(track)])
     display = make_progress(progress) if isinstance(progress, str) else progress
     suite_dir = p.ctx.suite_dir

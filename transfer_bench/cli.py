@@ -204,12 +204,12 @@ def run(
     ] = False,
 ) -> None:
     """Run a suite: search tickets, transfer them, write the report. Finished runs are skipped."""
-    from transfer_bench.api import EXECUTORS, prepare, run_prepared
+    from transfer_bench.api import prepare, run_prepared
     from transfer_bench.progress import make_progress
+    from transfer_bench.runner.executors import check_executor
     from transfer_bench.tracking import parse_trackers
 
-    if executor not in EXECUTORS:
-        raise TransferBenchError(f"--executor {executor!r}: use auto, sequential, local or ray")
+    check_executor(executor)
     display = make_progress("none" if quiet else progress, console, err_console)
     trackers = parse_trackers(track or ())
     p = prepare(suite_path, results, device=device, cache_dir=cache_dir, scale=scale)
@@ -630,7 +630,7 @@ def ticket_export(
     ] = "ticket",
 ) -> None:
     """Export a verified ticket: as a .ticket file, a torch-prune state dict or an OpenLTH level."""
-    from transfer_bench.runner.store import RunDir
+    from transfer_bench.runs.store import RunDir
     from transfer_bench.tickets import load_ticket
 
     if to not in EXPORT_FORMATS:

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from transfer_bench.errors import TransferBenchError
-from transfer_bench.runner.plan import Run
 from transfer_bench.runner.pool import RunEvent
+from transfer_bench.runs.plan import Run
 
 PROGRESS_MODES: tuple[str, ...] = ("auto", "plain", "rich", "none")
 

@@ -24,6 +24,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from transfer_bench.config import OptimizerSpec, TrainSpec
+from transfer_bench.fileio import atomic_write_json
+from transfer_bench.machine import fingerprint
+from transfer_bench.models import build_model
+from transfer_bench.runner.pool import set_torch_threads
+from transfer_bench.training import TrainData, train
+from transfer_bench.training.loop import evaluate
+
 CALIBRATION_FILE = "calibration.json"
 
 
@@ -61,10 +71,6 @@ class StepCost:
 
 
 def _key(w: Workload, device: str, threads: int, concurrent: int) -> str:
-    import torch
-
-    from transfer_bench.machine import fingerprint
-
     fp = fingerprint(device)
     machine = {k: fp.get(k) for k in ("cpu", "cores", "gpu", "blas") if k in fp}
     return json.dumps(
@@ -77,13 +83,6 @@ def _key(w: Workload, device: str, threads: int, concurrent: int) -> str:
 def _measure(w: Workload, device: str, threads: int, t_start: float) -> StepCost:
     """Time ``train()`` for 4 and for 16 steps (the difference is per-step cost without set-up)
     and one evaluation of 256 images, with 20%-density masks."""
-    import torch
-
-    from transfer_bench.config import OptimizerSpec, TrainSpec
-    from transfer_bench.models import build_model
-    from transfer_bench.training import TrainData, train
-    from transfer_bench.training.loop import evaluate
-
     torch.set_num_threads(threads)
     dev = torch.device(device)
     g = torch.Generator().manual_seed(0)
@@ -136,8 +135,6 @@ def _measure(w: Workload, device: str, threads: int, t_start: float) -> StepCost
 
 def _measure_in_worker(args: tuple) -> StepCost:
     w, device, threads, t_start = args
-    from transfer_bench.runner.pool import set_torch_threads
-
     set_torch_threads(threads)
     return _measure(w, device, threads, t_start)
 
@@ -193,8 +190,6 @@ def calibrated(
         cache[key] = asdict(out[w])
         changed = True
     if changed and path is not None:
-        from transfer_bench.fileio import atomic_write_json
-
         try:
             atomic_write_json(path, cache)
         except Exception:  # the estimate stands without its cache

@@ -21,10 +21,10 @@ from typing import Any
 import torch
 
 from transfer_bench.errors import TransferBenchError
-from transfer_bench.runner.context import Context
-from transfer_bench.runner.execute import runner_for, search_method
-from transfer_bench.runner.plan import Run
-from transfer_bench.runner.store import RunDir, load_tensors, read_json
+from transfer_bench.runs.context import Context
+from transfer_bench.runs.plan import Run
+from transfer_bench.runs.store import RunDir, load_tensors, read_json
+from transfer_bench.stages import search_method, stage_for
 
 IGNORED_FIELDS = frozenset({"seconds"})
 
@@ -132,7 +132,7 @@ def check_determinism(ctx: Context, runs: list[Run]) -> DeterminismCheck:
         levels = tuple(lv for lv in run.levels if lv <= level) if run.kind == "search" else (level,)
         torch.set_num_threads(threads)
         try:
-            runner_for(run)(sub, dataclasses.replace(run, levels=levels), rd, _quiet)
+            stage_for(run)(sub, dataclasses.replace(run, levels=levels), rd, _quiet)
         finally:
             torch.set_num_threads(previous_threads)
         rerun = read_json(rd.result_path(level))

@@ -8,13 +8,25 @@ a stated sustained throughput, so they are a budget, not a promise.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 from transfer_bench.config import PRUNE_AT_INIT, Suite
+from transfer_bench.data.catalogue import get_entry
 from transfer_bench.errors import TransferBenchError
 from transfer_bench.models import build_model, count_flops
-from transfer_bench.runner.context import Context
-from transfer_bench.runner.plan import Run
+from transfer_bench.runner.calibrate import (
+    Job,
+    Workload,
+    calibrated,
+    evaluations,
+    schedule,
+    training_seconds,
+)
+from transfer_bench.runner.execute import is_complete
+from transfer_bench.runner.executors import resolve_executor
+from transfer_bench.runs.context import Context
+from transfer_bench.runs.plan import Run
 
 
 @dataclass(frozen=True)
@@ -63,8 +75,6 @@ def dataset_size(ctx: Context, name: str) -> DatasetSize:
         reason = str(e)
     if not spec.source.startswith("catalog:"):
         return DatasetSize(name, spec.source, None, None, None, "unknown", reason)
-    from transfer_bench.data.catalogue import get_entry
-
     try:
         e = get_entry(spec.source.split(":", 1)[1])
     except TransferBenchError:
@@ -188,8 +198,6 @@ def _duration(seconds: float) -> str:
 
 
 def _workload(suite: Suite, run: Run, num_classes: int):
-    from transfer_bench.runner.calibrate import Workload
-
     if run.kind == "transfer":
         opt = run.config["optimizer"]
     else:
@@ -215,22 +223,9 @@ def wall_estimate(
     ctx: Context, runs: list[Run], executor: str, workers: int | None, threads: int | None = None
 ) -> WallEstimate:
     """Expected wall time of ``runs`` (those not complete) on this machine with this executor."""
-    import os
-
-    from transfer_bench.runner.calibrate import (
-        Job,
-        calibrated,
-        evaluations,
-        schedule,
-        training_seconds,
-    )
-    from transfer_bench.runner.execute import is_complete
-
     suite = ctx.suite
     cores = max(1, os.cpu_count() or 1)
     todo = [r for r in runs if not is_complete(r, ctx.suite_dir)]
-    from transfer_bench.api import resolve_executor
-
     executor = resolve_executor(executor, ctx.device.type, len(todo), cores)
     slots = 1
     if executor == "local":

@@ -12,40 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transfer_bench.runner.context import Context
-from transfer_bench.runner.plan import Run
-from transfer_bench.runner.store import RunDir
-
-RunFn = Callable[[Context, Run, RunDir, Callable[[str], None]], list[int]]
-
-
-def search_method(run: Run) -> str:
-    """The search method of a run's config (``imp`` for runs without a search section)."""
-    return run.config.get("search", {}).get("method", "imp")
-
-
-def runner_for(run: Run) -> RunFn:
-    """The function that executes ``run`` (by its kind and search method)."""
-    kind, method = run.kind, search_method(run)
-    if kind == "transfer":
-        from transfer_bench.transfer import run_transfer
-
-        return run_transfer
-    if kind == "stability":
-        from transfer_bench.search.stability_run import run_stability
-
-        return run_stability
-    if method == "imp":
-        from transfer_bench.search.imp import run_imp
-
-        return run_imp
-    if method == "early_bird":
-        from transfer_bench.search.early_bird_run import run_early_bird
-
-        return run_early_bird
-    from transfer_bench.search.at_init_run import run_at_init
-
-    return run_at_init
+from transfer_bench.runs.context import Context
+from transfer_bench.runs.plan import Run
+from transfer_bench.runs.store import RunDir
+from transfer_bench.stages import stage_for
 
 
 @dataclass
@@ -86,7 +56,7 @@ def execute(
             if is_complete(run, ctx.suite_dir):  # finished by another process meanwhile
                 summary.skipped.append(run.key)
             else:
-                done = runner_for(run)(ctx, run, rd, status)
+                done = stage_for(run)(ctx, run, rd, status)
                 rd.mark_done(sorted(set(done) | rd.done_levels()))
                 summary.trained.append(run.key)
         if on_finish:  # False: another process finished it while we waited for the lock

@@ -34,10 +34,10 @@ from typing import Any, Literal
 
 from transfer_bench.config import Suite, load_suite, parse_suite
 from transfer_bench.errors import TransferBenchError
-from transfer_bench.runner.context import Context, resolve_device
 from transfer_bench.runner.execute import ExecutionSummary, execute, is_complete
-from transfer_bench.runner.plan import Run, suite_hash
-from transfer_bench.runner.store import RunDir
+from transfer_bench.runs.context import Context, resolve_device
+from transfer_bench.runs.plan import Run, suite_hash
+from transfer_bench.runs.store import RunDir
 
 EventKind = Literal["skip", "queued", "start", "status", "finish", "error", "warning"]
 

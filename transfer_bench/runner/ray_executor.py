@@ -32,7 +32,6 @@ from typing import Any
 from transfer_bench.config import Suite
 from transfer_bench.errors import TransferBenchError
 from transfer_bench.runner.execute import ExecutionSummary, is_complete
-from transfer_bench.runner.plan import Run
 from transfer_bench.runner.pool import (
     OnEvent,
     RunEvent,
@@ -44,6 +43,7 @@ from transfer_bench.runner.pool import (
     set_torch_threads,
     worker_spec,
 )
+from transfer_bench.runs.plan import Run
 
 NO_RAY = "or run without Ray: --executor local"
 RAY_MISSING = (

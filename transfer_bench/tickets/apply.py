@@ -8,14 +8,12 @@ density, drawn from an explicit generator so that the result is reproducible.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import torch
 
 from transfer_bench.errors import TicketError
-
-if TYPE_CHECKING:
-    from transfer_bench.tickets.format import Ticket
+from transfer_bench.models import reset_head as default_reset_head
+from transfer_bench.tickets.format import Ticket
 
 HEAD_MODES = ("auto", "reinit", "keep")
 
@@ -187,15 +185,7 @@ def apply_ticket(
                 "re-initializing the head needs a generator",
                 "pass generator=transfer_bench.seeding.generator(...)",
             )
-        if reset_head is None:
-            try:
-                from transfer_bench.models import reset_head as default_reset
-            except ImportError as e:
-                raise _err(
-                    f"transfer_bench.models.reset_head is unavailable ({e})", "pass reset_head=..."
-                ) from None
-            reset_head = default_reset
-        reset_head(model, generator)
+        (reset_head or default_reset_head)(model, generator)
         layer_density = ticket.layer_density()
         params = dict(model.named_parameters())
         for name in model_names:

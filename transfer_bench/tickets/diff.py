@@ -12,8 +12,8 @@ from typing import Any
 
 import torch
 
-from transfer_bench.analysis.masks import counts, expected_random
 from transfer_bench.errors import TicketError
+from transfer_bench.pruning.overlap import counts, expected_random
 from transfer_bench.tickets.format import Ticket
 
 OVERALL = "(all layers)"

@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,19 +137,6 @@ class Ticket:
         """Density of the masked head parameters (1.0 when the head is not masked)."""
         heads = set(self.head_names)
         return density([m for name, m in self.masks.items() if name in heads])
-
-    def apply(
-        self,
-        model: torch.nn.Module,
-        *,
-        head: str = "auto",
-        generator: torch.Generator | None = None,
-        reset_head: Callable[[torch.nn.Module, torch.Generator], None] | None = None,
-    ) -> dict[str, torch.Tensor]:
-        """Load this ticket into ``model``; see ``transfer_bench.tickets.apply.apply_ticket``."""
-        from transfer_bench.tickets.apply import apply_ticket
-
-        return apply_ticket(self, model, head=head, generator=generator, reset_head=reset_head)
 
 
 def _created_by() -> dict[str, str]:

@@ -21,9 +21,9 @@ from transfer_bench.fileio import atomic_write_json
 from transfer_bench.machine import fingerprint
 from transfer_bench.models import build_model
 from transfer_bench.pruning import Masks, density
-from transfer_bench.runner.context import Context, Progress
-from transfer_bench.runner.plan import Run
-from transfer_bench.runner.store import RunDir, load_checkpoint, save_checkpoint, save_tensors
+from transfer_bench.runs.context import Context, Progress
+from transfer_bench.runs.plan import Run
+from transfer_bench.runs.store import RunDir, load_checkpoint, save_checkpoint, save_tensors
 from transfer_bench.seeding import derive_seed
 from transfer_bench.tickets import Ticket, save_ticket, ticket_from_state
 from transfer_bench.training import TrainData, TrainOutcome, train

@@ -12,12 +12,12 @@ import torch
 
 from transfer_bench.pruning import density, full_masks
 from transfer_bench.pruning.at_init import layer_collapse, prune_at_init
-from transfer_bench.runner.context import Context, Progress
-from transfer_bench.runner.plan import Run
-from transfer_bench.runner.store import RunDir
-from transfer_bench.search.common import SourceSetup, source_setup, train_level
+from transfer_bench.runs.context import Context, Progress
+from transfer_bench.runs.plan import Run
+from transfer_bench.runs.store import RunDir
 from transfer_bench.seeding import generator
-from transfer_bench.tickets import load_ticket
+from transfer_bench.stages.common import SourceSetup, source_setup, train_level
+from transfer_bench.tickets import apply_ticket, load_ticket
 
 
 def scoring_batch(setup: SourceSetup, per_class: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,7 +73,7 @@ def run_at_init(ctx: Context, run: Run, rd: RunDir, progress: Progress) -> list[
             continue
         ticket = load_ticket(rd.ticket_path(level))
         model = setup.fresh_model()
-        masks = ticket.apply(model, head="keep")
+        masks = apply_ticket(ticket, model, head="keep")
         outcome, _ = train_level(setup, level, model, masks, start=0, progress=progress)
         rd.write_result(
             level,

@@ -13,11 +13,11 @@ with more levels without retraining the earlier ones.
 from __future__ import annotations
 
 from transfer_bench.pruning import density, full_masks, magnitude_prune
-from transfer_bench.runner.context import Context, Progress
-from transfer_bench.runner.plan import Run
-from transfer_bench.runner.store import RunDir, load_tensors
-from transfer_bench.search.common import SourceSetup, outcome_record, source_setup, train_level
-from transfer_bench.tickets import load_ticket
+from transfer_bench.runs.context import Context, Progress
+from transfer_bench.runs.plan import Run
+from transfer_bench.runs.store import RunDir, load_tensors
+from transfer_bench.stages.common import SourceSetup, outcome_record, source_setup, train_level
+from transfer_bench.tickets import apply_ticket, load_ticket
 
 __all__ = ["outcome_record", "run_imp"]
 
@@ -57,7 +57,7 @@ def run_imp(ctx: Context, run: Run, rd: RunDir, progress: Progress) -> list[int]
             if k == 0 and not rd.ticket_path(0).exists():
                 setup.write_ticket(0, model.state_dict(), masks)
         else:
-            masks = load_ticket(rd.ticket_path(level)).apply(model, head="keep")
+            masks = apply_ticket(load_ticket(rd.ticket_path(level)), model, head="keep")
 
         def on_snapshot(state: dict, masks: dict = masks) -> None:
             if not rd.ticket_path(0).exists():

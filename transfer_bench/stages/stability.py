@@ -13,14 +13,14 @@ from __future__ import annotations
 from transfer_bench.config import SearchSpec
 from transfer_bench.fileio import atomic_write_json
 from transfer_bench.pruning import density, full_masks
-from transfer_bench.runner.context import Context, Progress
-from transfer_bench.runner.plan import Run
-from transfer_bench.runner.store import RunDir
-from transfer_bench.search.common import SourceSetup, source_setup
-from transfer_bench.search.stability import instability
+from transfer_bench.runs.context import Context, Progress
+from transfer_bench.runs.plan import Run
+from transfer_bench.runs.store import RunDir
 from transfer_bench.seeding import derive_seed
+from transfer_bench.stages.common import SourceSetup, source_setup
 from transfer_bench.tickets import load_ticket
 from transfer_bench.training import train
+from transfer_bench.training.stability import instability
 
 
 def weights_at(setup: SourceSetup, k: int) -> dict:

@@ -21,12 +21,12 @@ from __future__ import annotations
 from transfer_bench.fileio import atomic_write_json
 from transfer_bench.models import build_model
 from transfer_bench.pruning import apply_masks_, density, random_global, shuffle_layerwise
-from transfer_bench.runner.context import Context, Progress
-from transfer_bench.runner.plan import Run
-from transfer_bench.runner.store import RunDir, load_checkpoint, read_json, save_checkpoint
-from transfer_bench.search.common import outcome_record
+from transfer_bench.runs.context import Context, Progress
+from transfer_bench.runs.plan import Run
+from transfer_bench.runs.store import RunDir, load_checkpoint, read_json, save_checkpoint
 from transfer_bench.seeding import derive_seed, generator
-from transfer_bench.tickets import load_ticket
+from transfer_bench.stages.common import outcome_record
+from transfer_bench.tickets import apply_ticket, load_ticket
 from transfer_bench.tickets.apply import head_mismatch
 from transfer_bench.training import train
 
@@ -100,7 +100,8 @@ def run_transfer(ctx: Context, run: Run, rd: RunDir, progress: Progress) -> list
             ticket = load_ticket(RunDir(source_dir).ticket_path(level))
             model = build(derive_seed(run.seed, "init"))
             head = _head_mode(cfg, ticket, model)
-            masks = ticket.apply(
+            masks = apply_ticket(
+                ticket,
                 model,
                 head=head,
                 generator=generator(run.seed, "head", source, target, level),

@@ -20,17 +20,17 @@ import torch
 from torch import nn
 
 from transfer_bench.pruning import Masks, density, full_masks
-from transfer_bench.runner.context import Context, Progress
-from transfer_bench.runner.plan import Run
-from transfer_bench.runner.store import RunDir, load_checkpoint
-from transfer_bench.search.common import source_setup, train_level
-from transfer_bench.search.early_bird import (
+from transfer_bench.pruning.early_bird import (
     EarlyBirdDetector,
     bn_channel_mask,
     l1_bn_penalty,
     magnitude_mask,
 )
-from transfer_bench.tickets import load_ticket
+from transfer_bench.runs.context import Context, Progress
+from transfer_bench.runs.plan import Run
+from transfer_bench.runs.store import RunDir, load_checkpoint
+from transfer_bench.stages.common import source_setup, train_level
+from transfer_bench.tickets import apply_ticket, load_ticket
 
 
 def conv_feeding_bn(model: nn.Module, example: torch.Tensor) -> dict[str, str]:
@@ -162,7 +162,7 @@ def run_early_bird(ctx: Context, run: Run, rd: RunDir, progress: Progress) -> li
             continue
         ticket = load_ticket(rd.ticket_path(level))
         model = setup.fresh_model()
-        masks = ticket.apply(model, head="keep")
+        masks = apply_ticket(ticket, model, head="keep")
         outcome, _ = train_level(setup, level, model, masks, start=k, progress=progress)
         info = ticket.meta.get("early_bird") or {}
         epochs = ctx.suite.train.total_iterations(setup.steps_per_epoch) / setup.steps_per_epoch
