@@ -19,6 +19,9 @@ import yaml
 
 from transfer_bench.errors import TransferBenchError
 
+# lazy imports: `transfer_bench.run_suite` and the CLI import this module for a few names; the
+# functions import torch, the executors and matplotlib only when they run
+
 SUITE_COPY = "suite.yaml"
 
 

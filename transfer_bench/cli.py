@@ -21,6 +21,9 @@ from rich.table import Table
 from transfer_bench.api import SUITE_COPY, default_cache_dir
 from transfer_bench.errors import Terminated, TransferBenchError
 
+# lazy imports: each command imports only what it uses (torch, pandas and matplotlib cost seconds
+# of start-up; `ticket verify` needs none of them)
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
@@ -552,7 +555,7 @@ def plot_cmd(
 @ticket_app.command("inspect")
 def ticket_inspect(path: Path) -> None:
     """Show a ticket's layers, shapes, densities and provenance (verified; no torch needed)."""
-    from transfer_bench.entry import inspect_file
+    from transfer_bench.tickets.commands import inspect_file
 
     inspect_file(path)
 
@@ -562,7 +565,7 @@ def ticket_verify(
     paths: Annotated[list[Path], typer.Argument(help="One or more .ticket files.")],
 ) -> None:
     """Check ticket files' integrity (hash, shapes, masks); exit status 1 if any fails."""
-    from transfer_bench.entry import verify_files
+    from transfer_bench.tickets.commands import verify_files
 
     code = verify_files(paths)
     if code:

@@ -10,68 +10,12 @@ app in :mod:`transfer_bench.cli`, whose ``ticket verify``/``inspect`` call the s
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from transfer_bench.errors import TransferBenchError
-
-
-def verify_files(paths: Sequence[Path]) -> int:
-    """Verify each ticket file; print ``OK``/``FAILED`` lines; return 1 if any failed, else 0."""
-    from rich.console import Console
-
-    from transfer_bench.tickets.verify import read_ticket_arrays
-
-    out, err = Console(), Console(stderr=True)
-    failed = 0
-    for path in paths:
-        try:
-            t = read_ticket_arrays(path)
-        except TransferBenchError as e:
-            err.print(f"FAILED: {e}", markup=False, highlight=False, soft_wrap=True)
-            failed += 1
-            continue
-        out.print(
-            f"OK: {path} (density {100 * t.density:.2f}%, level {t.meta.get('level')}, "
-            f"format version {t.version})",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
-    if len(paths) > 1:
-        out.print(f"{len(paths) - failed} of {len(paths)} tickets verified", highlight=False)
-    return 1 if failed else 0
-
-
-def inspect_file(path: Path) -> None:
-    """Print a verified ticket's layers, shapes, densities and provenance."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from transfer_bench.tickets.verify import describe, read_ticket_arrays
-
-    t = read_ticket_arrays(path)
-    table = Table(
-        title=f"{path.name}: density {100 * t.density:.2f}% (level {t.meta.get('level')}, "
-        f"format version {t.version})"
-    )
-    for col in ("layer", "shape", "kept", "total", "density", "head"):
-        table.add_column(col)
-    for row in describe(t.masks, t.meta["head_names"]):
-        table.add_row(
-            row["layer"],
-            "x".join(map(str, row["shape"])),
-            str(row["kept"]),
-            str(row["total"]),
-            f"{100 * row['density']:.2f}%",
-            "yes" if row["is_head"] else "",
-        )
-    console = Console()
-    console.print(table)
-    skip = {"param_shapes", "layer_density", "mask_lengths"}
-    console.print_json(json.dumps({k: v for k, v in t.meta.items() if k not in skip}, default=str))
+from transfer_bench.tickets.commands import inspect_file, verify_files
 
 
 def _fast_command(argv: Sequence[str]) -> Callable[[], int] | None:
@@ -90,6 +34,7 @@ def main() -> None:
     """Console-script entry point (``transfer-bench``)."""
     command = _fast_command(sys.argv[1:])
     if command is None:
+        # lazy: typer, pydantic and torch, which the fast path never needs
         from transfer_bench.cli import main as cli_main
 
         cli_main()

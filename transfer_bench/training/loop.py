@@ -32,6 +32,7 @@ from torch import nn
 from transfer_bench import faults
 from transfer_bench.config import OptimizerSpec, TrainSpec
 from transfer_bench.pruning.masks import Masks
+from transfer_bench.training.augment import AUGMENTATIONS
 from transfer_bench.training.optim import ELEMENTWISE, build_optimizer, lr_factor
 
 
@@ -96,8 +97,6 @@ def augment_batch(
     name: str, x: torch.Tensor, padding: int, order_seed: int, iteration: int
 ) -> torch.Tensor:
     """Augment one batch on its device; the randomness is a pure function of seed and iteration."""
-    from transfer_bench.training.augment import AUGMENTATIONS
-
     g = torch.Generator()
     g.manual_seed((order_seed * 2_654_435_761 + iteration) % (2**63 - 1))
     return AUGMENTATIONS[name](x, padding=padding, generator=g)
