@@ -177,7 +177,7 @@ def plot_data(data: object) -> PlotData:
 
 def _auto_comparison(results: pd.DataFrame, options: Mapping[str, Any]) -> pd.DataFrame | None:
     """``stats.compare`` against the matrix's reference, or None when it cannot test that."""
-    from transfer_bench.analysis.stats import compare
+    from transfer_bench.analysis.stats import compare  # lazy: scipy, for this figure kind only
 
     if results.empty or options.get("integrated"):
         return None

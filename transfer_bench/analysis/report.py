@@ -270,7 +270,7 @@ def figures_section(
     a: Analysis, suite_dir: Path, spec: AnalysisSpec
 ) -> tuple[list[str], list[Path]]:
     """Draw the suite's figures; one Markdown block per figure (in ``spec.plots`` order) and PNGs."""
-    from transfer_bench.analysis.plots import plot
+    from transfer_bench.analysis.plots import plot  # lazy: matplotlib, only when drawing
 
     data = {"results": a.results, "comparison": a.comparison, "suite_dir": suite_dir}
     parts: list[str] = []
