@@ -18,8 +18,8 @@ import yaml
 from transfer_bench.config import parse_suite
 from transfer_bench.errors import DatasetError, TransferBenchError
 from transfer_bench.runner.execute import execute
+from transfer_bench.runner.outcomes import RunEvent
 from transfer_bench.runner.pool import (
-    RunEvent,
     available_cores,
     execute_pool,
     worker_context,

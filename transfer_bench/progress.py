@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from transfer_bench.errors import TransferBenchError
-from transfer_bench.runner.pool import RunEvent
+from transfer_bench.runner.outcomes import RunEvent
 from transfer_bench.runs.plan import Run
 
 PROGRESS_MODES: tuple[str, ...] = ("auto", "plain", "rich", "none")

@@ -1,5 +1,5 @@
 """Choosing and calling an executor: one function runs a plan sequentially, in the local process
-pool or on Ray, reporting :class:`~transfer_bench.runner.pool.RunEvent`s (a new executor is one
+pool or on Ray, reporting :class:`~transfer_bench.runner.outcomes.RunEvent`s (a new executor is one
 branch here)."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from typing import Any
 from transfer_bench.config import Suite
 from transfer_bench.errors import TransferBenchError
 from transfer_bench.runner.execute import ExecutionSummary, execute, is_complete
-from transfer_bench.runner.pool import RunEvent, execute_pool
+from transfer_bench.runner.outcomes import RunEvent
+from transfer_bench.runner.pool import execute_pool
 from transfer_bench.runner.ray_executor import execute_ray
 from transfer_bench.runs.context import Context
 from transfer_bench.runs.plan import Run

@@ -27,41 +27,18 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.managers import SyncManager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from transfer_bench.config import Suite, load_suite, parse_suite
 from transfer_bench.errors import TransferBenchError
-from transfer_bench.runner.execute import ExecutionSummary, execute, is_complete
+from transfer_bench.runner.execute import ExecutionSummary, execute
+from transfer_bench.runner.outcomes import OnEvent, Outcomes, RunEvent
 from transfer_bench.runs.context import Context, resolve_device
 from transfer_bench.runs.plan import Run, suite_hash
 from transfer_bench.runs.store import RunDir
-
-EventKind = Literal["skip", "queued", "start", "status", "finish", "error", "warning"]
-
-
-@dataclass(frozen=True)
-class RunEvent:
-    """Progress of one run, as seen by the parent process.
-
-    ``skip``: complete before this invocation; ``queued``: handed to a scheduler (Ray);
-    ``start``: a worker began it (``time`` is when; Ray reports it together with ``finish``);
-    ``status``: a progress line from the worker (pool only); ``finish``: it ended (``trained``
-    says whether it computed anything); ``error``: it failed or was not run (``message``);
-    ``warning``: about the whole invocation (``key`` is empty).
-    """
-
-    kind: EventKind
-    key: str
-    label: str = ""
-    message: str = ""
-    trained: bool | None = None
-    time: float = field(default_factory=time.time)
-
-
-OnEvent = Callable[[RunEvent], None]
 
 
 @dataclass(frozen=True)
@@ -221,21 +198,6 @@ def _pool_task(spec: WorkerSpec, run: Run, events: Any) -> tuple[bool, float]:
     return trained, t0
 
 
-def one_line(err: BaseException) -> str:
-    return " ".join(str(err).split()) or type(err).__name__
-
-
-def run_failure(run: Run, err: BaseException) -> Exception:
-    """The parent-side error for a failed run: same class for TransferBenchError, key in message."""
-    if isinstance(err, TransferBenchError):
-        msg = f"run {run.key} ({run.label()}): {one_line(err)}"
-        try:
-            return type(err)(msg)
-        except Exception:
-            return TransferBenchError(msg)
-    return RuntimeError(f"run {run.key} ({run.label()}) failed: {type(err).__name__}: {err}")
-
-
 def check_workers(workers: int | None, todo: int, cores: int, emit: OnEvent) -> int:
     """Validated worker count: default cores, at most the number of runs to compute."""
     if workers is None:
@@ -287,28 +249,18 @@ def execute_pool(
     check_workers(workers, 1, cores, lambda e: None)  # bad --workers fails before any work
     spec = worker_spec(suite_path_or_suite, suite_dir, device, cache_dir)
     sdir = Path(spec.suite_dir)
-    summary = ExecutionSummary()
+    out = Outcomes(emit)
     keys = {r.key for r in runs}
-    done: set[str] = set()
-    pending: list[Run] = []
-    for r in runs:
-        if is_complete(r, sdir):
-            done.add(r.key)
-            summary.skipped.append(r.key)
-            emit(RunEvent("skip", r.key, r.label(), trained=False, time=time.time()))
-        else:
-            pending.append(r)
+    pending = out.to_compute(runs, sdir)
     if not pending:
-        summary.seconds = time.perf_counter() - t_start
-        return summary
+        out.summary.seconds = time.perf_counter() - t_start
+        return out.summary
 
     workers = check_workers(workers, len(pending), cores, emit)
     threads = max(1, cores // workers)
     ctx = mp.get_context("spawn")
     by_key = {r.key: r for r in pending}
     running: dict[Future, Run] = {}
-    started: set[str] = set()
-    failure: Exception | None = None
     stopped: list[Run] = []
 
     def drain(events: Any) -> None:
@@ -317,17 +269,15 @@ def execute_pool(
                 kind, key, msg, t = events.get_nowait()
             except (queue_mod.Empty, OSError, EOFError):
                 return
-            if key not in by_key or key in done:
+            if key not in by_key or key in out.done:
                 continue  # late line of a finished run
             if kind == "start":
-                if key not in started:
-                    started.add(key)
-                    emit(RunEvent("start", key, by_key[key].label(), time=t))
+                out.start(by_key[key], t)
             else:
                 emit(RunEvent("status", key, by_key[key].label(), message=msg, time=t))
 
     def ready(r: Run) -> bool:
-        return all(d in done or d not in keys for d in r.depends_on)
+        return all(d in out.done or d not in keys for d in r.depends_on)
 
     manager = SyncManager(ctx=ctx)
     with _sigint_blocked():
@@ -342,7 +292,7 @@ def execute_pool(
         )
         try:
             while pending or running:
-                while failure is None and len(running) < workers:
+                while out.failure is None and len(running) < workers:
                     nxt = next((r for r in pending if ready(r)), None)
                     if nxt is None:
                         break
@@ -350,7 +300,7 @@ def execute_pool(
                     with _sigint_blocked():  # submit may start a worker process
                         running[pool.submit(_pool_task, spec, nxt, events)] = nxt
                 if not running:
-                    if failure is None and pending:  # cannot happen with plan(): no cycles
+                    if out.failure is None and pending:  # cannot happen with plan(): no cycles
                         raise TransferBenchError(
                             "runs " + ", ".join(r.key for r in pending) + " wait on each other; "
                             "their depends_on form a cycle"
@@ -363,17 +313,9 @@ def execute_pool(
                     try:
                         trained, t0 = fut.result()
                     except Exception as e:  # reported with the run key once the others end
-                        emit(RunEvent("error", r.key, r.label(), message=one_line(e)))
-                        if failure is None:
-                            failure = run_failure(r, e)
-                            failure.__cause__ = e
+                        out.fail(r, e)
                         continue
-                    if r.key not in started:
-                        started.add(r.key)
-                        emit(RunEvent("start", r.key, r.label(), time=t0))
-                    done.add(r.key)
-                    (summary.trained if trained else summary.skipped).append(r.key)
-                    emit(RunEvent("finish", r.key, r.label(), trained=trained, time=time.time()))
+                    out.finish(r, trained, t0)
         except BaseException:  # Ctrl-C or a failing callback: stop now, finished levels are kept
             _kill_workers(pool)
             stopped = list(running.values())
@@ -384,7 +326,7 @@ def execute_pool(
                 RunDir(r.folder(sdir)).tidy()
     finally:
         manager.shutdown()
-    if failure is not None:
-        raise failure
-    summary.seconds = time.perf_counter() - t_start
-    return summary
+    if out.failure is not None:
+        raise out.failure
+    out.summary.seconds = time.perf_counter() - t_start
+    return out.summary

@@ -31,14 +31,11 @@ from typing import Any
 
 from transfer_bench.config import Suite
 from transfer_bench.errors import TransferBenchError
-from transfer_bench.runner.execute import ExecutionSummary, is_complete
+from transfer_bench.runner.execute import ExecutionSummary
+from transfer_bench.runner.outcomes import OnEvent, Outcomes, RunEvent, one_line
 from transfer_bench.runner.pool import (
-    OnEvent,
-    RunEvent,
     WorkerSpec,
     available_cores,
-    one_line,
-    run_failure,
     run_one,
     set_torch_threads,
     worker_spec,
@@ -141,18 +138,11 @@ def execute_ray(
             "share a GPU between two runs); Ray hides GPUs from tasks that reserve none"
         )
     spec = worker_spec(suite_path_or_suite, suite_dir, device, cache_dir)
-    sdir = Path(spec.suite_dir)
-    summary = ExecutionSummary()
-    todo: list[Run] = []
-    for r in runs:
-        if is_complete(r, sdir):
-            summary.skipped.append(r.key)
-            emit(RunEvent("skip", r.key, r.label(), trained=False))
-        else:
-            todo.append(r)
+    outcomes = Outcomes(emit)
+    todo = outcomes.to_compute(runs, Path(spec.suite_dir))
     if not todo:
-        summary.seconds = time.perf_counter() - t_start
-        return summary
+        outcomes.summary.seconds = time.perf_counter() - t_start
+        return outcomes.summary
 
     owns = _connect(ray, address, num_cpus)
     threads = max(1, int(num_cpus_per_run))
@@ -183,7 +173,6 @@ def execute_ray(
                 )
         key_of = {ref: key for key, ref in refs.items()}
         outstanding = list(refs.values())
-        failure: Exception | None = None
         while outstanding:
             ready, outstanding = ray.wait(outstanding, num_returns=1, timeout=1.0)
             for ref in ready:
@@ -191,11 +180,7 @@ def execute_ray(
                 try:
                     out = ray.get(ref)
                 except Exception as e:  # retries exhausted: unwrap Ray's wrapper
-                    cause = getattr(e, "cause", None) or e
-                    emit(RunEvent("error", r.key, r.label(), message=one_line(cause)))
-                    if failure is None:
-                        failure = run_failure(r, cause)
-                        failure.__cause__ = e
+                    outcomes.fail(r, getattr(e, "cause", None) or e, wrapper=e)
                     continue
                 if out.get("blocked"):
                     emit(
@@ -208,15 +193,11 @@ def execute_ray(
                     )
                     continue
                 if out["error"] is not None:
-                    emit(RunEvent("error", r.key, r.label(), message=one_line(out["error"])))
-                    if failure is None:
-                        failure = run_failure(r, out["error"])
+                    outcomes.fail(r, out["error"])
                     continue
-                (summary.trained if out["trained"] else summary.skipped).append(r.key)
-                emit(RunEvent("start", r.key, r.label(), time=out["start"]))
-                emit(RunEvent("finish", r.key, r.label(), trained=out["trained"]))
-        if failure is not None:
-            raise failure
+                outcomes.finish(r, out["trained"], out["start"])
+        if outcomes.failure is not None:
+            raise outcomes.failure
     except KeyboardInterrupt:
         for ref in refs.values():  # finished levels are saved; the rest resumes next time
             try:
@@ -227,5 +208,5 @@ def execute_ray(
     finally:
         if owns:
             ray.shutdown()
-    summary.seconds = time.perf_counter() - t_start
-    return summary
+    outcomes.summary.seconds = time.perf_counter() - t_start
+    return outcomes.summary
