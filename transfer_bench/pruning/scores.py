@@ -41,6 +41,7 @@ import copy
 import difflib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -192,6 +193,46 @@ def _float_masks(masks: Masks, like: dict[str, torch.Tensor]) -> dict[str, torch
     return {n: m.to(device=like[n].device, dtype=like[n].dtype) for n, m in masks.items()}
 
 
+class _Setup(NamedTuple):
+    """What SNIP and GraSP work on: an eval-mode copy of the model, the masked weights' names and
+    their float masks on the copy's parameters, and the labelled batches."""
+
+    work: nn.Module
+    device: torch.device
+    params: dict[str, torch.Tensor]
+    names: list[str]
+    fm: dict[str, torch.Tensor]
+    batches: list[Batch]
+
+
+def _labelled_setup(
+    model: nn.Module, masks: Masks | None, data: Data | None, method: str
+) -> _Setup:
+    """Check ``masks`` and ``data`` (at least one batch) and make the working copy (in this order)."""
+    masks = _check_masks(model, masks)
+    batches = as_batches(data)
+    if not batches:
+        raise ConfigError(f"pruning method {method!r} needs labelled data; pass data=(x, y)")
+    work = _eval_copy(model)
+    params = dict(work.named_parameters())
+    return _Setup(work, _device(work), params, list(masks), _float_masks(masks, params), batches)
+
+
+def _masked_leaves(
+    params: dict[str, torch.Tensor], fm: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """``theta = w * m`` for every masked weight, each a fresh leaf that requires grad."""
+    return {n: (params[n].detach() * fm[n]).requires_grad_(True) for n in fm}
+
+
+def _grads_or_zeros(
+    output: torch.Tensor, leaves: list[torch.Tensor], **kwargs: bool
+) -> list[torch.Tensor]:
+    """``d output / d leaves``, with zeros for a leaf the output does not depend on."""
+    grads = torch.autograd.grad(output, leaves, allow_unused=True, **kwargs)
+    return [torch.zeros_like(t) if g is None else g for t, g in zip(leaves, grads, strict=True)]
+
+
 def _cross_entropy(
     work: nn.Module,
     weights: dict[str, torch.Tensor],
@@ -256,24 +297,12 @@ def snip(
     generator: torch.Generator | None = None,
 ) -> Scores:
     """``|dL/dc|`` at the gates ``c`` (= ``|w * dL/dw|``), normalized by the sum over all entries."""
-    masks = _check_masks(model, masks)
-    batches = as_batches(data)
-    if not batches:
-        raise ConfigError("pruning method 'snip' needs labelled data; pass data=(x, y)")
-    work = _eval_copy(model)
-    device = _device(work)
-    params = dict(work.named_parameters())
-    names = list(masks)
-    gates = {
-        n: m.detach().clone().requires_grad_(True) for n, m in _float_masks(masks, params).items()
-    }
+    work, device, params, names, fm, batches = _labelled_setup(model, masks, data, "snip")
+    gates = {n: m.detach().clone().requires_grad_(True) for n, m in fm.items()}
     weights = {n: params[n].detach() * gates[n] for n in names}
     loss = _cross_entropy(work, weights, batches, device)
-    grads = torch.autograd.grad(loss, [gates[n] for n in names], allow_unused=True)
-    scores = {}
-    for n, g in zip(names, grads, strict=True):
-        g = torch.zeros_like(gates[n]) if g is None else g
-        scores[n] = (g.abs() * gates[n].detach()).detach()
+    grads = _grads_or_zeros(loss, [gates[n] for n in names])
+    scores = {n: (g.abs() * gates[n].detach()).detach() for n, g in zip(names, grads, strict=True)}
     norm = sum(float(s.double().sum()) for s in scores.values())
     if norm > 0:
         scores = {n: s / norm for n, s in scores.items()}
@@ -292,40 +321,26 @@ def grasp_hessian_gradient(
     ``L = sum_b CE(f(x_b) / temperature, y_b)`` with weights ``theta * m``; ``g = dL/dtheta``
     detached (first pass), ``H g = d(g . dL/dtheta)/dtheta`` by double backprop (second pass).
     """
-    masks = _check_masks(model, masks)
-    batches = as_batches(data)
-    if not batches:
-        raise ConfigError("pruning method 'grasp' needs labelled data; pass data=(x, y)")
-    work = _eval_copy(model)
-    device = _device(work)
-    params = dict(work.named_parameters())
-    names = list(masks)
-    fm = _float_masks(masks, params)
-    theta = {n: (params[n].detach() * fm[n]).requires_grad_(True) for n in names}
-
-    def zeros_if_none(gs: Sequence[torch.Tensor | None]) -> list[torch.Tensor]:
-        return [
-            torch.zeros_like(theta[n]) if g is None else g for n, g in zip(names, gs, strict=True)
-        ]
-
+    work, device, params, names, fm, batches = _labelled_setup(model, masks, data, "grasp")
+    theta = _masked_leaves(params, fm)
     leaves = [theta[n] for n in names]
     stopped = [torch.zeros_like(t) for t in leaves]
     for batch in batches:
         loss = _cross_entropy(
             work, {n: theta[n] * fm[n] for n in names}, [batch], device, temperature
         )
-        gs = zeros_if_none(torch.autograd.grad(loss, leaves, allow_unused=True))
+        gs = _grads_or_zeros(loss, leaves)
         stopped = [s + g.detach() for s, g in zip(stopped, gs, strict=True)]
     hg = [torch.zeros_like(t) for t in leaves]
     for batch in batches:
         loss = _cross_entropy(
             work, {n: theta[n] * fm[n] for n in names}, [batch], device, temperature
         )
-        gs = zeros_if_none(torch.autograd.grad(loss, leaves, create_graph=True, allow_unused=True))
+        gs = _grads_or_zeros(loss, leaves, create_graph=True)
         z = sum((s * g).sum() for s, g in zip(stopped, gs, strict=True))
         if not z.requires_grad:  # the loss does not depend on the weights at second order
             continue
-        hs = zeros_if_none(torch.autograd.grad(z, leaves, allow_unused=True))
+        hs = _grads_or_zeros(z, leaves)
         hg = [a + h.detach() for a, h in zip(hg, hs, strict=True)]
     return {n: theta[n].detach() for n in names}, dict(zip(names, hg, strict=True))
 
@@ -389,8 +404,7 @@ def synflow(
                 t.abs_()
     params = dict(work.named_parameters())
     names = list(masks)
-    fm = _float_masks(masks, params)
-    theta = {n: (params[n].detach() * fm[n]).requires_grad_(True) for n in names}
+    theta = _masked_leaves(params, _float_masks(masks, params))
     ones = torch.ones(shape, dtype=torch.float64, device=device)
     r = functional_call(work, theta, (ones,)).sum()
     grads = torch.autograd.grad(r, [theta[n] for n in names], allow_unused=True)

@@ -1,0 +1,233 @@
+"""The whole suite: ``Suite``, its parts, and the checks that span them.
+
+``Suite`` holds the specs of the other modules and checks what no single part can: every name a
+part refers to (sources, targets, optimizers) is defined, every source's search has the same number
+of levels, levels are in range, the analysis baseline is trained. ``search_for`` applies a source's
+``per_source`` overrides; the ``transfer_*`` properties fill in the defaults of ``transfer``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from transfer_bench.config.analysis import AnalysisSpec, ClaimSpec
+from transfer_bench.config.base import _At, _distinct, _Model
+from transfer_bench.config.messages import _first_error, _names, _problem
+from transfer_bench.config.search import SearchSpec, StabilitySpec
+from transfer_bench.config.training import (
+    DatasetSpec,
+    InputSpec,
+    ModelSpec,
+    OptimizerSpec,
+    TrainSpec,
+    _default_optimizers,
+)
+from transfer_bench.config.transfer import TransferSpec
+from transfer_bench.suite_yaml import Loc
+from transfer_bench.suite_yaml import short as _short
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+#: Experiment trackers a suite may log to (``tracking.py`` implements each).
+TrackerName = Literal["tensorboard", "mlflow", "wandb"]
+
+
+class Suite(_Model):
+    """A whole benchmark suite. See ``suites/quickstart.yaml`` for a commented example."""
+
+    name: str = Field(max_length=100)
+    group: str | None = Field(None, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    description: str = ""
+    seeds: tuple[Annotated[int, Field(ge=0, lt=2**31)], ...] = Field(min_length=1)
+    data_seed: int = Field(0, ge=0, lt=2**31)
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    model: ModelSpec
+    input: InputSpec = InputSpec()
+    datasets: dict[str, DatasetSpec] = Field(min_length=1)
+    optimizers: dict[str, OptimizerSpec] = Field(default_factory=_default_optimizers)
+    train: TrainSpec = TrainSpec()
+    search: SearchSpec
+    transfer: TransferSpec | None = None
+    stability: StabilitySpec | None = None
+    analysis: AnalysisSpec = AnalysisSpec()
+    claim: ClaimSpec | None = None
+    scales: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    track: tuple[TrackerName, ...] = ()
+
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, v: str) -> str:
+        """The name is the results folder: no path separators, no leading dot."""
+        if not _NAME_RE.match(v):
+            raise ValueError(
+                f"{_short(v)} is not a valid suite name; start with a letter or digit and use only "
+                "letters, digits, '_', '.' and '-' (it names the results folder)"
+            )
+        return v
+
+    @field_validator("track", mode="before")
+    @classmethod
+    def _tracker_list(cls, v: Any) -> Any:
+        """``track: mlflow`` or ``track: "mlflow, wandb"`` mean the list of those names."""
+        if isinstance(v, str):
+            return tuple(x.strip() for x in v.split(",") if x.strip())
+        return v
+
+    @field_validator("track")
+    @classmethod
+    def _unique_trackers(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        _distinct(v, "tracker")
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique_seeds(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        _distinct(v, "seed")
+        return v
+
+    @model_validator(mode="after")
+    def _references(self) -> Suite:
+        def check(path: Loc, names: Any, pool: Iterable[str], what: str, fix: str) -> None:
+            """Every name (a list, or one name for a scalar key) must be a key of ``pool``."""
+            pool = list(pool)
+            items = enumerate(names) if isinstance(names, tuple) else [(None, names)]
+            for i, n in items:
+                if n not in pool:
+                    hint = difflib.get_close_matches(str(n), pool, n=1)
+                    extra = f"did you mean {hint[0]!r}? " if hint else ""
+                    raise _At(
+                        path if i is None else (*path, i),
+                        f"{_short(n)} is not {what} of this suite; {extra}{fix} "
+                        f"(defined: {_names(sorted(pool))})",
+                    )
+
+        sources = self.search.sources
+        check(
+            ("search", "sources"), sources, self.datasets, "a dataset", "define it under datasets"
+        )
+        for src in self.search.per_source:
+            if src not in sources:
+                hint = difflib.get_close_matches(src, list(sources), n=1)
+                extra = f"did you mean {hint[0]!r}? " if hint else ""
+                raise _At(
+                    ("search", "per_source", src),
+                    f"{_short(src)} is not in search.sources; {extra}add it there or drop this override",
+                )
+        counts = {}
+        for src in sources:
+            try:
+                counts[src] = self.search_for(src).num_levels
+            except ValidationError as e:
+                loc, msg = _problem(_first_error(e), SearchSpec)
+                raise _At(("search", "per_source", src, *loc), msg) from None
+        if len(set(counts.values())) > 1:
+            raise _At(
+                ("search", "per_source"),
+                f"every source needs the same number of levels, got {counts}; "
+                "make levels / densities / early_bird.prune_fractions agree",
+            )
+        fix = "define it under optimizers"
+        check(("train", "optimizer"), self.train.optimizer, self.optimizers, "an optimizer", fix)
+        if self.search.optimizer is not None:
+            check(
+                ("search", "optimizer"), self.search.optimizer, self.optimizers, "an optimizer", fix
+            )
+        for src, over in self.search.per_source.items():
+            if "optimizer" in over and over["optimizer"] is not None:
+                path = ("search", "per_source", src, "optimizer")
+                check(path, over["optimizer"], self.optimizers, "an optimizer", fix)
+        n = self.search.num_levels
+        if self.stability is not None:
+            for i, lv in enumerate(self.stability.levels):
+                if not 0 <= lv <= n:
+                    raise _At(
+                        ("stability", "levels", i),
+                        f"level {lv} is outside 0..{n} (the search's levels); pick one in range",
+                    )
+        if self.transfer is None:  # a search-only suite (tickets, stability, Early-Bird)
+            return self
+        tr = self.transfer
+        if tr.sources is not None:
+            check(
+                ("transfer", "sources"),
+                tr.sources,
+                sources,
+                "a search source",
+                "add it to search.sources",
+            )
+        check(
+            ("transfer", "targets"),
+            tr.targets,
+            self.datasets,
+            "a dataset",
+            "define it under datasets",
+        )
+        if tr.optimizers is not None:
+            check(("transfer", "optimizers"), tr.optimizers, self.optimizers, "an optimizer", fix)
+        if "own_ticket" in tr.controls:
+            missing = [t for t in tr.targets if t not in sources]
+            if missing:
+                raise _At(
+                    ("transfer", "controls", tr.controls.index("own_ticket")),
+                    f"own_ticket needs a search on every target, but {', '.join(missing)} is "
+                    "not in search.sources; add it there or drop own_ticket",
+                )
+        if tr.levels is not None:
+            for i, lv in enumerate(tr.levels):
+                if not 0 <= lv <= n:
+                    raise _At(
+                        ("transfer", "levels", i),
+                        f"level {lv} is outside 0..{n} (the search's levels); pick one in range",
+                    )
+        base = self.analysis.baseline
+        own = base == "own_ticket" and set(tr.targets) & set(self.transfer_sources)
+        if "baseline" in self.analysis.model_fields_set and base not in tr.controls and not own:
+            raise _At(
+                ("analysis", "baseline"),
+                f"{base!r} is not among transfer.controls ({', '.join(tr.controls) or 'none'}), "
+                "so there is nothing to compare with; add it to transfer.controls or pick one",
+            )
+        return self
+
+    @property
+    def results_subdir(self) -> Path:
+        """Where the results go below the results root: ``<group>/<name>`` or ``<name>``."""
+        return Path(self.group) / self.name if self.group else Path(self.name)
+
+    def search_for(self, source: str) -> SearchSpec:
+        """The search settings of one source: ``search`` with its ``per_source`` overrides."""
+        over = self.search.per_source.get(source)
+        if not over:
+            return self.search
+        for key in ("sources", "per_source"):
+            if key in over:
+                raise _At(
+                    ("search", "per_source", source, key),
+                    "cannot be overridden per source; set it in search",
+                )
+        base = self.search.model_dump(exclude={"per_source"})
+        return SearchSpec.model_validate({**base, **over})
+
+    def search_optimizer(self, source: str) -> str:
+        """The optimizer key a source's tickets are searched with."""
+        return self.search_for(source).optimizer or self.train.optimizer
+
+    @property
+    def transfer_sources(self) -> tuple[str, ...]:
+        return (self.transfer.sources if self.transfer else None) or self.search.sources
+
+    @property
+    def transfer_optimizers(self) -> tuple[str, ...]:
+        return (self.transfer.optimizers if self.transfer else None) or (self.train.optimizer,)
+
+    @property
+    def transfer_levels(self) -> tuple[int, ...]:
+        given = self.transfer.levels if self.transfer else None
+        return given or tuple(range(self.search.num_levels + 1))
