@@ -132,8 +132,8 @@ def save_suite_copy(suite_dir: Path, suite) -> None:
 
 def save_plan(suite_dir: Path, runs) -> None:
     """Record the run folders the suite plans now, so analysis leaves out folders of older plans."""
-    from transfer_bench.analysis.frame import PLAN_FILE
     from transfer_bench.fileio import atomic_write_json
+    from transfer_bench.runs.plan import PLAN_FILE
 
     ids = sorted({r.run_id for r in runs})
     try:

@@ -16,6 +16,8 @@ from typing import Any
 
 import pandas as pd
 
+from transfer_bench.runs.plan import PLAN_FILE as PLAN_FILE  # where the plan is recorded
+
 RESULT_FILE = "result.json"
 
 # Fields that identify a run; repeated on every history row.
@@ -49,10 +51,6 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "seconds",
     "path",
 )
-
-
-#: The run ids of the suite's current plan, written by ``run`` and ``report`` into the suite folder.
-PLAN_FILE = "plan.json"
 
 
 def planned_run_ids(suite_dir: Path) -> set[str] | None:

@@ -17,6 +17,9 @@ from typing import Any, Literal
 from transfer_bench.config import Suite
 from transfer_bench.head_policy import head_action
 
+#: The run ids a suite plans now, written by ``run``; analysis leaves out folders of older plans.
+PLAN_FILE = "plan.json"
+
 SCHEMA_VERSION = 1
 
 
