@@ -4,6 +4,10 @@ Each loader turns a spec into ``RawData``: uint8 images (``[N, H, W]`` or ``[N, 
 of such images when their shapes differ), integer or string labels, and an optional given test
 split. Everything after that (label remapping, splitting, resizing, caching) is shared and lives in
 ``adapt.py`` / ``dataset.py``, so a new source only has to produce pixels and labels.
+
+About 600 lines on purpose: the registry, its sources (builtin, synthetic, Hugging Face, local
+files) and the image-decoding helpers they share; each source is one short function, and spreading
+them over modules would hide which sources exist behind import side effects.
 """
 
 from __future__ import annotations
