@@ -22,11 +22,16 @@ from transfer_bench.analysis.stats.selection import (
     _baseline_rows,
     _name,
     _sources,
-    _transfer,
     seed_values,
 )
-from transfer_bench.analysis.stats.table_common import _apply_correction, _check_args, _warn_note
-from transfer_bench.analysis.stats.two_sample import SAMPLE_COLUMNS, compare_samples
+from transfer_bench.analysis.stats.table_common import (
+    STAT_COLUMNS,
+    TableSettings,
+    _finish_table,
+    _treatment_arms,
+    _warn_note,
+)
+from transfer_bench.analysis.stats.two_sample import compare_samples
 
 AUC_COLUMNS: tuple[str, ...] = (
     "source",
@@ -39,12 +44,7 @@ AUC_COLUMNS: tuple[str, ...] = (
     "levels",
     "density_min",
     "density_max",
-    *SAMPLE_COLUMNS,
-    "p_adj",
-    "significant",
-    "mde",
-    "mde_alpha",
-    "note",
+    *STAT_COLUMNS,
 )
 
 
@@ -151,17 +151,10 @@ def _auc_row(
 
 
 def _finish_auc(rows: list[dict], correction: str, alpha: float, attrs: dict) -> pd.DataFrame:
-    out = pd.DataFrame(rows, columns=list(AUC_COLUMNS)) if rows else None
-    if out is None:
-        out = pd.DataFrame(columns=list(AUC_COLUMNS))
-    else:
-        out = _apply_correction(out, correction, alpha, None)
-        out = out.sort_values(
-            ["target", "optimizer", "control", "source", "baseline_source"], na_position="first"
-        )
-        out = out.reset_index(drop=True)[list(AUC_COLUMNS)]
-    out.attrs.update(attrs)
-    return out
+    order = ("target", "optimizer", "control", "source", "baseline_source")
+    return _finish_table(
+        rows, AUC_COLUMNS, correction=correction, alpha=alpha, attrs=attrs, sort_by=order
+    )
 
 
 def auc_table(
@@ -188,33 +181,10 @@ def auc_table(
     arm B); ``p_adj`` is corrected over all rows. Columns: ``AUC_COLUMNS``.
     """
     treatments = _as_tuple(treatment)
-    _check_args(
-        df,
-        metric,
-        baseline,
-        correction,
-        alpha,
-        test=test,
-        treatment=treatments,
-        n_resamples=n_resamples,
-    )
-    transfer = _transfer(df)
-    arms = transfer[transfer["control"].isin(treatments)]
-    attrs = dict(
-        table="auc",
-        metric=metric,
-        baseline=baseline,
-        treatment=treatments,
-        test=test,
-        correction=correction,
-        alpha=alpha,
-        n_resamples=n_resamples,
-        seed=seed,
-        confidence_level=confidence_level,
-    )
-    stats_kw = dict(
-        test=test, n_resamples=n_resamples, seed=seed, confidence_level=confidence_level
-    )
+    settings = TableSettings(metric, test, correction, alpha, n_resamples, seed, confidence_level)
+    settings.check(df, baseline, treatments)
+    transfer, arms = _treatment_arms(df, treatments)
+    attrs = settings.attrs("auc", baseline, treatments)
     if arms.empty:
         warnings.warn(f"auc: no transfer {'/'.join(treatments)} results to compare", stacklevel=2)
         return _finish_auc([], correction, alpha, attrs)
@@ -223,41 +193,28 @@ def auc_table(
     rows = []
     for values, group in groups.items():
         key = dict(zip(cols, values, strict=True))
+        # Each counterpart as (runs, baseline, baseline name): the baseline control's runs, or
+        # every other source of the same control, target and optimizer that sorts after this one.
         if baseline is not None:
-            base_rows = _baseline_rows(
-                transfer,
-                baseline=baseline,
-                target=key["target"],
-                optimizer=key["optimizer"],
-                source=key["source"],
-                level=None,
-            )
+            counterparts = [(_baseline_rows(transfer, key, baseline, None), baseline, baseline)]
+        else:
+            counterparts = [
+                (other_rows, str(key["control"]), f"{key['control']} from {_name(other[1])}")
+                for other, other_rows in groups.items()
+                if (other[0], *other[2:]) == (values[0], *values[2:])
+                and _name(other[1]) > _name(values[1])
+            ]
+        for base_rows, base, base_name in counterparts:
             rows.append(
                 _auc_row(
                     group,
                     base_rows,
                     key=key,
-                    baseline=baseline,
-                    baseline_name=baseline,
+                    baseline=base,
+                    baseline_name=base_name,
                     metric=metric,
-                    stats_kw=stats_kw,
+                    stats_kw=settings.stats_kw,
                     context="auc",
                 )
             )
-            continue
-        for other, other_rows in groups.items():
-            same_family = (other[0], *other[2:]) == (values[0], *values[2:])
-            if same_family and _name(other[1]) > _name(values[1]):
-                rows.append(
-                    _auc_row(
-                        group,
-                        other_rows,
-                        key=key,
-                        baseline=str(key["control"]),
-                        baseline_name=f"{key['control']} from {_name(other[1])}",
-                        metric=metric,
-                        stats_kw=stats_kw,
-                        context="auc",
-                    )
-                )
     return _finish_auc(rows, correction, alpha, attrs)

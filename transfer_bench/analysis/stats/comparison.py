@@ -15,15 +15,19 @@ import pandas as pd
 
 from transfer_bench.analysis.stats.selection import (
     _as_tuple,
-    _baseline_rows,
     _label,
     _sources,
-    _transfer,
     seed_values,
     select_baseline,
 )
-from transfer_bench.analysis.stats.table_common import _apply_correction, _check_args, _warn_note
-from transfer_bench.analysis.stats.two_sample import SAMPLE_COLUMNS, compare_samples
+from transfer_bench.analysis.stats.table_common import (
+    STAT_COLUMNS,
+    TableSettings,
+    _finish_table,
+    _treatment_arms,
+    _warn_note,
+)
+from transfer_bench.analysis.stats.two_sample import compare_samples
 
 FAMILY_KEY: tuple[str, ...] = ("source", "target", "optimizer", "level")
 
@@ -56,12 +60,7 @@ TABLE_COLUMNS: tuple[str, ...] = (
     "baseline",
     "baseline_source",
     "baseline_density",
-    *SAMPLE_COLUMNS,
-    "p_adj",
-    "significant",
-    "mde",
-    "mde_alpha",
-    "note",
+    *STAT_COLUMNS,
 )
 
 
@@ -130,72 +129,34 @@ def comparison_table(
     in ``.attrs``.
     """
     treatments = _as_tuple(treatment)
-    _check_args(
-        df,
-        metric,
-        baseline,
-        correction,
-        alpha,
-        test=test,
-        treatment=treatments,
-        n_resamples=n_resamples,
-    )
-    transfer = _transfer(df)
-    arms = transfer[transfer["control"].isin(treatments)]
-    attrs = dict(
-        table="comparison",
-        metric=metric,
-        baseline=baseline,
-        treatment=treatments,
-        test=test,
-        correction=correction,
-        alpha=alpha,
-        n_resamples=n_resamples,
-        seed=seed,
-        confidence_level=confidence_level,
-        family=tuple(family or ()),
-    )
+    settings = TableSettings(metric, test, correction, alpha, n_resamples, seed, confidence_level)
+    settings.check(df, baseline, treatments)
+    transfer, arms = _treatment_arms(df, treatments)
+    attrs = settings.attrs("comparison", baseline, treatments, family=tuple(family or ()))
+    finish = dict(correction=correction, alpha=alpha, attrs=attrs)
     if arms.empty:
         warnings.warn(
             f"compare: no transfer {'/'.join(treatments)} results to compare", stacklevel=2
         )
-        out = pd.DataFrame(columns=list(TABLE_COLUMNS))
-        out.attrs.update(attrs)
-        return out
-    stats_kw = dict(
-        test=test, n_resamples=n_resamples, seed=seed, confidence_level=confidence_level
-    )
+        return _finish_table([], TABLE_COLUMNS, **finish)
     group_cols = ["control", *FAMILY_KEY]
     rows = []
     for values, group in arms.groupby(group_cols, dropna=False, sort=False):
         key = dict(zip(group_cols, values, strict=True))
         key["level"] = int(key["level"])
-        base_rows = _baseline_rows(
-            transfer,
-            baseline=baseline,
-            target=key["target"],
-            optimizer=key["optimizer"],
-            source=key["source"],
-            level=key["level"],
-        )
         rows.append(
             _arm_row(
                 group,
-                base_rows,
+                select_baseline(transfer, key, baseline),
                 key=key,
                 baseline=baseline,
                 metric=metric,
-                stats_kw=stats_kw,
+                stats_kw=settings.stats_kw,
                 context="compare",
             )
         )
-    out = _apply_correction(pd.DataFrame(rows), correction, alpha, family)
-    out = out.sort_values(
-        ["target", "optimizer", "control", "source", "level"], na_position="first"
-    )
-    out = out.reset_index(drop=True)[list(TABLE_COLUMNS)]
-    out.attrs.update(attrs)
-    return out
+    order = ("target", "optimizer", "control", "source", "level")
+    return _finish_table(rows, TABLE_COLUMNS, family=family, sort_by=order, **finish)
 
 
 def compare_family(

@@ -28,27 +28,22 @@ def _eq(series: pd.Series, value: object) -> pd.Series:
 
 
 def _baseline_rows(
-    transfer: pd.DataFrame,
-    *,
-    baseline: str,
-    target: object,
-    optimizer: object,
-    source: object,
-    level: int | None,
+    transfer: pd.DataFrame, key: dict, baseline: str, level: int | None
 ) -> pd.DataFrame:
-    """Runs of control ``baseline`` that stand in for a treatment arm (all levels if ``level`` None).
+    """Runs of control ``baseline`` that stand in for the treatment arm of ``key`` (its source,
+    target and optimizer) at ``level`` (all levels if None).
 
     Preference: the arm's source, then runs recorded without a source; source-agnostic controls
     (``SOURCE_AGNOSTIC``) finally accept any source. ``dense`` ignores the level.
     """
     rows = transfer[
         (transfer["control"] == baseline)
-        & _eq(transfer["target"], target)
-        & _eq(transfer["optimizer"], optimizer)
+        & _eq(transfer["target"], key["target"])
+        & _eq(transfer["optimizer"], key["optimizer"])
     ]
     if baseline != "dense" and level is not None:
         rows = rows[rows["level"] == level]
-    subsets = [_eq(rows["source"], source), rows["source"].isna()]
+    subsets = [_eq(rows["source"], key["source"]), rows["source"].isna()]
     for subset in subsets:
         if subset.any():
             return rows[subset]
@@ -62,14 +57,7 @@ def select_baseline(transfer: pd.DataFrame, key: dict, baseline: str) -> pd.Data
     ``dense``: dense rows of the same target and optimizer (level 0); those recorded with the
     ticket's source are preferred, then those without a source, then any source.
     """
-    return _baseline_rows(
-        transfer,
-        baseline=baseline,
-        target=key["target"],
-        optimizer=key["optimizer"],
-        source=key["source"],
-        level=key["level"],
-    )
+    return _baseline_rows(transfer, key, baseline, key["level"])
 
 
 def seed_values(rows: pd.DataFrame, metric: str, where: str) -> pd.Series:

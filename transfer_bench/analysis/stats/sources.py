@@ -15,7 +15,7 @@ import pandas as pd
 from transfer_bench.analysis.stats.auc import _auc_row, _finish_auc
 from transfer_bench.analysis.stats.comparison import TABLE_COLUMNS, _arm_row
 from transfer_bench.analysis.stats.selection import _eq, _sources, _transfer
-from transfer_bench.analysis.stats.table_common import _apply_correction, _check_args
+from transfer_bench.analysis.stats.table_common import TableSettings, _finish_table
 
 
 @dataclass(frozen=True, eq=False)  # DataFrames have no boolean equality
@@ -72,7 +72,8 @@ def compare_sources(
     e.g. ``ticket`` from A vs ``own_ticket``. Missing runs give NaN rows and warnings.
     """
     control_b = control_b or control
-    _check_args(df, metric, None, correction, alpha, test=test, n_resamples=n_resamples)
+    settings = TableSettings(metric, test, correction, alpha, n_resamples, seed, confidence_level)
+    settings.check(df, None)
     transfer = _transfer(df)
     here = transfer[_eq(transfer["target"], target) & _eq(transfer["optimizer"], optimizer)]
     arm_a = here[(here["control"] == control) & _eq(here["source"], source_a)]
@@ -85,9 +86,6 @@ def compare_sources(
                 f"(sources with {ctl} runs: {have})",
                 stacklevel=2,
             )
-    stats_kw = dict(
-        test=test, n_resamples=n_resamples, seed=seed, confidence_level=confidence_level
-    )
     name_b = f"{control_b} from {source_b}"
     key = dict(control=control, source=source_a, target=target, optimizer=optimizer)
     auc_row = _auc_row(
@@ -97,21 +95,10 @@ def compare_sources(
         baseline=control_b,
         baseline_name=name_b,
         metric=metric,
-        stats_kw=stats_kw,
+        stats_kw=settings.stats_kw,
         context="compare_sources",
     )
-    attrs = dict(
-        table="auc",
-        metric=metric,
-        baseline=control_b,
-        treatment=(control,),
-        test=test,
-        correction="none",
-        alpha=alpha,
-        n_resamples=n_resamples,
-        seed=seed,
-        confidence_level=confidence_level,
-    )
+    attrs = {**settings.attrs("auc", control_b, (control,)), "correction": "none"}
     auc = _finish_auc([auc_row], "none", alpha, attrs)
 
     rows = []
@@ -124,15 +111,16 @@ def compare_sources(
                 key={**key, "level": level},
                 baseline=name_b,
                 metric=metric,
-                stats_kw=stats_kw,
+                stats_kw=settings.stats_kw,
                 context="compare_sources",
             )
         )
-    if rows:
-        per_level = _apply_correction(pd.DataFrame(rows), correction, alpha, None)
-        per_level = per_level.reset_index(drop=True)[list(TABLE_COLUMNS)]
-    else:
-        per_level = pd.DataFrame(columns=list(TABLE_COLUMNS))
-    per_level.attrs.update(attrs, table="comparison", correction=correction, baseline=name_b)
+    per_level = _finish_table(
+        rows,
+        TABLE_COLUMNS,
+        correction=correction,
+        alpha=alpha,
+        attrs={**attrs, "table": "comparison", "correction": correction, "baseline": name_b},
+    )
     verdict = _verdict(auc.iloc[0], source_a, source_b, f"{target} ({optimizer})", test)
     return SourceComparison(auc=auc, per_level=per_level, verdict=verdict)

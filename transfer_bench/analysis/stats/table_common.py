@@ -1,9 +1,11 @@
-"""What the ticket-vs-control tables share: argument checks, corrected p-values and the MDE.
+"""What the ticket-vs-control tables share: settings, corrected p-values and the MDE.
 
-``comparison``, ``auc`` and ``sources`` build rows with ``compare_samples``; this module checks
-their settings (one ``ConfigError`` message per mistake), turns their notes into warnings, and
-fills the columns every table ends with: ``p_adj`` (``corrections``), ``significant`` and the
-minimum detectable effect ``mde`` at ``mde_alpha`` (``analysis.power``).
+``comparison``, ``auc`` and ``sources`` build rows with ``compare_samples``; this module holds
+their settings (``TableSettings``: checked with one ``ConfigError`` message per mistake, passed on
+to ``compare_samples``, recorded in the table's ``.attrs``), turns their notes into warnings, and
+finishes their tables (``_finish_table``): the columns every table ends with (``STAT_COLUMNS``),
+``p_adj`` (``corrections``), ``significant`` and the minimum detectable effect ``mde`` at
+``mde_alpha`` (``analysis.power``).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,9 +23,21 @@ from transfer_bench.analysis import power as pw
 from transfer_bench.analysis.stats.corrections import CORRECTIONS, adjust_pvalues
 from transfer_bench.analysis.stats.selection import _transfer
 from transfer_bench.analysis.stats.significance import TESTS
+from transfer_bench.analysis.stats.two_sample import SAMPLE_COLUMNS
 from transfer_bench.errors import ConfigError
 
 BASELINES: tuple[str, ...] = ("random_reinit", "dense")
+
+# The columns every table ends with: the statistics of ``compare_samples``, what
+# ``_apply_correction`` adds, and the row's notes.
+STAT_COLUMNS: tuple[str, ...] = (
+    *SAMPLE_COLUMNS,
+    "p_adj",
+    "significant",
+    "mde",
+    "mde_alpha",
+    "note",
+)
 
 
 def _check_args(
@@ -126,4 +142,103 @@ def _add_mde(
             out.loc[i, "mde_alpha"] = level
             out.loc[i, "mde"] = pw.mde(row_design(row), level, power=power, test=str(row["test"]))
     out.attrs["power"] = power
+    return out
+
+
+# ------------------------------------------------------------------------ set-up and finish
+
+
+@dataclass(frozen=True)
+class TableSettings:
+    """The settings every ticket-vs-control table takes (its function's keywords but the arms).
+
+    ``check`` validates them against a results frame, ``stats_kw`` passes them on to
+    ``compare_samples``, and ``attrs`` records them on the table, with the same keys in the same
+    order in every table.
+    """
+
+    metric: str
+    test: str
+    correction: str
+    alpha: float
+    n_resamples: int
+    seed: int
+    confidence_level: float
+
+    def check(
+        self, df: pd.DataFrame, baseline: str | None, treatment: tuple[str, ...] = ("ticket",)
+    ) -> None:
+        """``ConfigError`` when ``df`` cannot be tabulated with these settings (``_check_args``)."""
+        _check_args(
+            df,
+            self.metric,
+            baseline,
+            self.correction,
+            self.alpha,
+            test=self.test,
+            treatment=treatment,
+            n_resamples=self.n_resamples,
+        )
+
+    @property
+    def stats_kw(self) -> dict[str, Any]:
+        """The keywords of ``compare_samples``."""
+        return dict(
+            test=self.test,
+            n_resamples=self.n_resamples,
+            seed=self.seed,
+            confidence_level=self.confidence_level,
+        )
+
+    def attrs(
+        self, table: str, baseline: str | None, treatment: tuple[str, ...], **extra: Any
+    ) -> dict[str, Any]:
+        """A table's ``.attrs``: its kind, baseline, treatment arms and settings, then ``extra``."""
+        return dict(
+            table=table,
+            metric=self.metric,
+            baseline=baseline,
+            treatment=treatment,
+            test=self.test,
+            correction=self.correction,
+            alpha=self.alpha,
+            n_resamples=self.n_resamples,
+            seed=self.seed,
+            confidence_level=self.confidence_level,
+            **extra,
+        )
+
+
+def _treatment_arms(
+    df: pd.DataFrame, treatments: tuple[str, ...]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The transfer runs of ``df`` and, among them, the runs of the ``treatments`` controls."""
+    transfer = _transfer(df)
+    return transfer, transfer[transfer["control"].isin(treatments)]
+
+
+def _finish_table(
+    rows: list[dict],
+    columns: Sequence[str],
+    *,
+    correction: str,
+    alpha: float,
+    attrs: dict,
+    family: Sequence[str] | None = None,
+    sort_by: Sequence[str] = (),
+) -> pd.DataFrame:
+    """Rows of ``compare_samples`` statistics -> the table.
+
+    ``p_adj``, ``significant`` and ``mde`` (``_apply_correction``), rows sorted by ``sort_by``
+    (missing values first; no sorting when empty), cut to ``columns``, settings in ``.attrs``.
+    No rows give an empty table with ``columns``.
+    """
+    if not rows:
+        out = pd.DataFrame(columns=list(columns))
+    else:
+        out = _apply_correction(pd.DataFrame(rows), correction, alpha, family)
+        if sort_by:
+            out = out.sort_values(list(sort_by), na_position="first")
+        out = out.reset_index(drop=True)[list(columns)]
+    out.attrs.update(attrs)
     return out
