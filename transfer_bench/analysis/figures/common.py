@@ -2,10 +2,11 @@
 
 Holds what more than one figure kind uses: the confidence interval (``mean_ci``) and its wording,
 metric labels, row filters, the panel grid, legend and title helpers, the dense reference line and
-curve-with-band drawing, the reversed log axis of weights remaining, the points of the sparsity
-and training curves (``curve_table``, ``line_name``), and the figure registry (``FigureKind``,
-``FIGURE_KINDS``, ``register_figure``, ``figure_kind``) that every kind module registers into.
-It imports nothing from the kind modules.
+curve-with-band drawing, the reversed log axis of weights remaining, the grid of weights-remaining
+panels of the sparsity and optimizer-transfer figures (``_density_panels``, ``_finish_panels``),
+the points of the sparsity and training curves (``curve_table``, ``line_name``), and the figure
+registry (``FigureKind``, ``FIGURE_KINDS``, ``register_figure``, ``figure_kind``) that every kind
+module registers into. It imports nothing from the kind modules.
 """
 
 from __future__ import annotations
@@ -267,6 +268,44 @@ def _format_x(ax: Axes, percents: np.ndarray) -> None:
     lo, hi = float(np.min(percents, initial=100.0)), float(np.max(percents, initial=100.0))
     ax.set_xlim(hi * 1.15, lo / 1.15)  # left > right: reversed like the papers
     ax.set_xlabel("weights remaining (%)")
+
+
+def _density_panels(
+    width: str | float,
+    rows: Sequence[Any],
+    cols: Sequence[Any],
+    metric: str,
+    draw: Callable[[Axes, Any, Any], pd.DataFrame | None],
+) -> tuple[Figure, np.ndarray]:
+    """A grid of accuracy-vs-weights-remaining panels, one per (row key, column key).
+
+    ``draw(ax, row, col)`` titles and fills one panel and returns the rows it drew (their
+    ``percent_remaining`` set the x ticks), or None when it had none (after warning why): that
+    panel says "no runs". Every drawn panel gets the reversed log x-axis (``_format_x``) and a
+    major grid; only the bottom row keeps the x label and only the left column gets the y label.
+    """
+    fig, axes = _grid(width, len(rows), len(cols))
+    for r, row in enumerate(rows):
+        for c, col in enumerate(cols):
+            ax = axes[r, c]
+            drawn = draw(ax, row, col)
+            if drawn is None:
+                _empty_panel(ax, "no runs")
+                continue
+            _format_x(ax, drawn["percent_remaining"].to_numpy(dtype=float))
+            ax.grid(True, which="major")
+            if r < len(rows) - 1:
+                ax.set_xlabel("")
+            if c == 0:
+                ax.set_ylabel(_axis_label(metric))
+    return fig, axes
+
+
+def _finish_panels(fig: Figure, axes: np.ndarray, title: str, ns: Iterable[int]) -> Figure:
+    """One legend below the panels and the title, with the interval per point as second line."""
+    _figure_legend(fig, axes.ravel())
+    _suptitle(fig, title, f"{interval_phrase(ns)} per point")
+    return fig
 
 
 # -------------------------------------------------------------------------------------- registry

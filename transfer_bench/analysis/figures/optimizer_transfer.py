@@ -11,24 +11,20 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from transfer_bench.analysis.figures.common import (
-    _axis_label,
     _check_metric,
+    _density_panels,
     _draw_curve,
     _draw_dense,
-    _empty_panel,
-    _figure_legend,
     _filter,
-    _format_x,
-    _grid,
+    _finish_panels,
     _is_fraction,
     _seed_values,
-    _suptitle,
     _transfer_rows,
     _warn,
-    interval_phrase,
     mean_ci,
     message_figure,
     metric_label,
@@ -110,62 +106,53 @@ def _optimizer_transfer(
     optimizers = sorted(tickets["optimizer"].unique())
     target_names = sorted(tickets["target"].unique())
     found_with = sorted(tickets["source_optimizer"].unique())
-    fig, axes = _grid(width, len(target_names), len(optimizers))
     ns: list[int] = []
-    for r, target in enumerate(target_names):
-        for c, opt in enumerate(optimizers):
-            ax = axes[r, c]
-            ax.set_title(f"{target}, trained with {opt}" if len(target_names) > 1 else opt)
-            sub = tickets[(tickets["target"] == target) & (tickets["optimizer"] == opt)]
-            if sub.empty:
-                _warn(kind, f"no ticket transfers to {target} trained with {opt}")
-                _empty_panel(ax, "no runs")
-                continue
-            dense = transfer[
-                (transfer["control"] == "dense")
-                & (transfer["target"] == target)
-                & (transfer["optimizer"] == opt)
-            ]
-            if not dense.empty:
-                pts = _level_curve(dense, metric)
-                _draw_dense(ax, pts, style.line_kwargs(None, "dense"), "dense")
-                ns += pts["n"].tolist()
-            keys = ["source", "source_optimizer"]
-            for (source, found), g in sorted(sub.groupby(keys), key=lambda t: t[0]):
-                pts = _level_curve(g, metric)
-                ns += pts["n"].tolist()
-                kw = style.line_kwargs(source, "ticket")
-                if found == opt:
-                    label = f"ticket from {source}, same optimizer"
-                else:
-                    i = found_with.index(found)
-                    kw = {
-                        **kw,
-                        "linestyle": CROSS_LINESTYLES[i % len(CROSS_LINESTYLES)],
-                        "markerfacecolor": "none",
-                    }
-                    label = f"ticket from {source}, found with {found}"
-                _draw_curve(ax, pts, kw, label)
-            if not (sub["source_optimizer"] == opt).any():  # usual: searches use one optimizer
-                ax.text(
-                    0.02,
-                    0.02,
-                    "no same-optimizer tickets",
-                    transform=ax.transAxes,
-                    fontsize=6,
-                    color="0.4",
-                )
-            _format_x(ax, sub["percent_remaining"].to_numpy(dtype=float))
-            ax.grid(True, which="major")
-            if r < len(target_names) - 1:
-                ax.set_xlabel("")
-            if c == 0:
-                ax.set_ylabel(_axis_label(metric))
-    _figure_legend(fig, axes.ravel())
-    _suptitle(
-        fig,
+
+    def draw(ax: Axes, target: str, opt: str) -> pd.DataFrame | None:
+        ax.set_title(f"{target}, trained with {opt}" if len(target_names) > 1 else opt)
+        sub = tickets[(tickets["target"] == target) & (tickets["optimizer"] == opt)]
+        if sub.empty:
+            _warn(kind, f"no ticket transfers to {target} trained with {opt}")
+            return None
+        dense = transfer[
+            (transfer["control"] == "dense")
+            & (transfer["target"] == target)
+            & (transfer["optimizer"] == opt)
+        ]
+        if not dense.empty:
+            pts = _level_curve(dense, metric)
+            _draw_dense(ax, pts, style.line_kwargs(None, "dense"), "dense")
+            ns.extend(pts["n"].tolist())
+        keys = ["source", "source_optimizer"]
+        for (source, found), g in sorted(sub.groupby(keys), key=lambda t: t[0]):
+            pts = _level_curve(g, metric)
+            ns.extend(pts["n"].tolist())
+            kw = style.line_kwargs(source, "ticket")
+            if found == opt:
+                label = f"ticket from {source}, same optimizer"
+            else:
+                i = found_with.index(found)
+                kw = {
+                    **kw,
+                    "linestyle": CROSS_LINESTYLES[i % len(CROSS_LINESTYLES)],
+                    "markerfacecolor": "none",
+                }
+                label = f"ticket from {source}, found with {found}"
+            _draw_curve(ax, pts, kw, label)
+        if not (sub["source_optimizer"] == opt).any():  # usual: searches use one optimizer
+            ax.text(
+                0.02,
+                0.02,
+                "no same-optimizer tickets",
+                transform=ax.transAxes,
+                fontsize=6,
+                color="0.4",
+            )
+        return sub
+
+    fig, axes = _density_panels(width, target_names, optimizers, metric, draw)
+    title = (
         f"{metric_label(metric)} of tickets retrained with another optimizer "
-        "(panels: training optimizer)",
-        f"{interval_phrase(ns)} per point",
+        "(panels: training optimizer)"
     )
-    return fig
+    return _finish_panels(fig, axes, title, ns)

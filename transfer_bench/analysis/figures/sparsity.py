@@ -13,20 +13,15 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from transfer_bench.analysis.figures.common import (
-    _axis_label,
     _check_metric,
+    _density_panels,
     _draw_curve,
     _draw_dense,
-    _empty_panel,
-    _figure_legend,
     _filter,
-    _format_x,
-    _grid,
+    _finish_panels,
     _line_order,
-    _suptitle,
     _warn,
     curve_table,
-    interval_phrase,
     message_figure,
     metric_label,
     register_figure,
@@ -46,8 +41,6 @@ def _draw_sparsity_panel(ax: Axes, pts: pd.DataFrame, style: StyleMap) -> None:
             _draw_dense(ax, line, kw, label)
         else:
             _draw_curve(ax, line, kw, label)
-    _format_x(ax, pts["percent_remaining"].to_numpy(dtype=float))
-    ax.grid(True, which="major")
 
 
 @register_figure(
@@ -96,36 +89,26 @@ def _sparsity_figure(
         return message_figure("no transfer results", width=width)
     optimizers = sorted(pts["optimizer"].astype(str).unique())
     targets = sorted(pts["target"].astype(str).unique())
-    fig, axes = _grid(width, len(optimizers), len(targets))
     multi_opt = len(optimizers) > 1
-    for r, opt in enumerate(optimizers):
-        for c, target in enumerate(targets):
-            ax = axes[r, c]
-            ax.set_title(f"{target} ({opt})" if multi_opt else str(target))
-            sub = pts[(pts["optimizer"] == opt) & (pts["target"] == target)]
-            if sub.empty:
-                _warn(kind, f"no runs for target {target} with optimizer {opt}; panel left empty")
-                _empty_panel(ax, "no runs")
-                continue
-            _draw_sparsity_panel(ax, sub, style)
-            if not (sub["control"] == "dense").any():
-                _warn(kind, f"no dense reference for target {target} ({opt})")
-            if not (~sub["control"].isin(["ticket", "dense"])).any():
-                _warn(
-                    kind,
-                    f"no control runs (e.g. random_reinit) for target {target} ({opt}); "
-                    "tickets drawn without a control",
-                )
-            if r < len(optimizers) - 1:
-                ax.set_xlabel("")
-            if c == 0:
-                ax.set_ylabel(_axis_label(metric))
+
+    def draw(ax: Axes, opt: str, target: str) -> pd.DataFrame | None:
+        ax.set_title(f"{target} ({opt})" if multi_opt else str(target))
+        sub = pts[(pts["optimizer"] == opt) & (pts["target"] == target)]
+        if sub.empty:
+            _warn(kind, f"no runs for target {target} with optimizer {opt}; panel left empty")
+            return None
+        _draw_sparsity_panel(ax, sub, style)
+        if not (sub["control"] == "dense").any():
+            _warn(kind, f"no dense reference for target {target} ({opt})")
+        if not (~sub["control"].isin(["ticket", "dense"])).any():
+            _warn(
+                kind,
+                f"no control runs (e.g. random_reinit) for target {target} ({opt}); "
+                "tickets drawn without a control",
+            )
+        return sub
+
+    fig, axes = _density_panels(width, optimizers, targets, metric, draw)
     if pts["n"].max() < 2:
         _warn(kind, "only one seed per point; no confidence bands (run more seeds)")
-    _figure_legend(fig, axes.ravel())
-    _suptitle(
-        fig,
-        f"{metric_label(metric)} vs weights remaining",
-        f"{interval_phrase(pts['n'])} per point",
-    )
-    return fig
+    return _finish_panels(fig, axes, f"{metric_label(metric)} vs weights remaining", pts["n"])
