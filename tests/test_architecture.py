@@ -24,7 +24,7 @@ PACKAGE = ROOT / "transfer_bench"
 #: Lowest first. A package may import its own modules and any package of a lower layer; packages
 #: of one layer may import each other as long as no cycle forms. The README lists the same order.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors", "fileio", "seeding", "machine", "faults", "suite_yaml"),
+    ("errors", "fileio", "seeding", "machine", "faults", "suite_yaml", "lazy"),
     ("models",),
     ("config", "head_policy"),
     ("data",),

@@ -12,41 +12,30 @@ fast and ``ticket verify`` never imports torch or pydantic.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from transfer_bench.errors import TransferBenchError as TransferBenchError
+from transfer_bench.lazy import lazy_names
 
 __version__ = "0.1.0"
 
 _HOMES = {
-    "Suite": "transfer_bench.config",
-    "load_suite": "transfer_bench.config",
-    "load_ticket": "transfer_bench.tickets",
-    "save_ticket": "transfer_bench.tickets",
-    "Ticket": "transfer_bench.tickets",
-    "apply_ticket": "transfer_bench.tickets",
-    "verify_ticket": "transfer_bench.tickets",
-    "build_model": "transfer_bench.models",
-    "load_dataset": "transfer_bench.data",
-    "run_suite": "transfer_bench.api",
-    "SuiteRunSummary": "transfer_bench.api",
-    "load_results": "transfer_bench.analysis.frame",
-    "load_histories": "transfer_bench.analysis.frame",
-    "comparison_table": "transfer_bench.analysis.stats",
-    "compare_samples": "transfer_bench.analysis.stats",
+    "Suite": "config",
+    "load_suite": "config",
+    "load_ticket": "tickets",
+    "save_ticket": "tickets",
+    "Ticket": "tickets",
+    "apply_ticket": "tickets",
+    "verify_ticket": "tickets",
+    "build_model": "models",
+    "load_dataset": "data",
+    "run_suite": "api",
+    "SuiteRunSummary": "api",
+    "load_results": "analysis.frame",
+    "load_histories": "analysis.frame",
+    "comparison_table": "analysis.stats",
+    "compare_samples": "analysis.stats",
 }
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'transfer_bench' has no attribute {name!r}")
-    return getattr(importlib.import_module(home), name)
-
-
-def __dir__() -> list[str]:
-    return sorted([*_HOMES, "TransferBenchError", "__version__"])
-
-
-__all__ = sorted([*_HOMES, "TransferBenchError", "__version__"])
+__getattr__, __dir__, __all__ = lazy_names(
+    __name__, _HOMES, eager=("TransferBenchError", "__version__")
+)

@@ -3,27 +3,27 @@
 - ``frame``: ``load_results`` / ``load_histories`` (tidy pandas frames; bad files skipped with a warning)
 - ``stats``: ``comparison_table`` (tests, bootstrap CIs, effect sizes, corrections), ``auc_table``
 - ``tables``: CSV, Markdown and LaTeX tables with captions
-- ``style``/``plots``: paper style and the figure registry (``plot(kind, ...)``); ``stability_plot``
+- ``style``/``plots``: paper style and the figure registry (``plot(kind, ...)``); ``figures/``: one
+  module per figure kind
 - ``masks``: Jaccard / Hamming mask similarity between tickets
 - ``report``: ``write_report`` (``report.md`` and ``report.html``)
 """
 
 from __future__ import annotations
 
-from transfer_bench.analysis import stability_plot  # noqa: F401 (registers the figure)
-from transfer_bench.analysis.frame import load_histories, load_results
-from transfer_bench.analysis.plots import sparsity_curve, sparsity_figure
-from transfer_bench.analysis.report import write_report
-from transfer_bench.analysis.stats import adjust_pvalues, compare, holm, welch
+from transfer_bench.lazy import lazy_names
 
-__all__ = [
-    "adjust_pvalues",
-    "compare",
-    "holm",
-    "load_histories",
-    "load_results",
-    "sparsity_curve",
-    "sparsity_figure",
-    "welch",
-    "write_report",
-]
+# Resolved on first use: loading a results frame needs pandas only, not matplotlib or scipy.
+_HOMES = {
+    "load_histories": "frame",
+    "load_results": "frame",
+    "sparsity_curve": "plots",
+    "sparsity_figure": "plots",
+    "write_report": "report",
+    "adjust_pvalues": "stats",
+    "compare": "stats",
+    "holm": "stats",
+    "welch": "stats",
+}
+
+__getattr__, __dir__, __all__ = lazy_names(__name__, _HOMES)

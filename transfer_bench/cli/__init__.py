@@ -29,4 +29,3 @@ def main() -> None:
     except TransferBenchError as e:
         err_console.print(f"error: {e}", highlight=False, markup=False, soft_wrap=True)
         sys.exit(2)
-

@@ -6,10 +6,8 @@ which ``ticket verify`` / ``ticket inspect`` use, load without importing torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from transfer_bench.errors import TicketError as TicketError
+from transfer_bench.lazy import lazy_names
 
 _HOMES = {
     "HEAD_MODES": "apply",
@@ -37,15 +35,4 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'transfer_bench.tickets' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"transfer_bench.tickets.{home}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted([*_HOMES, "TicketError"])
-
-
-__all__ = sorted([*_HOMES, "TicketError"])
+__getattr__, __dir__, __all__ = lazy_names(__name__, _HOMES, eager=("TicketError",))

@@ -2,7 +2,7 @@
 
 ``common`` holds the shared constants, statistics and drawing helpers and the figure registry;
 ``sparsity``, ``transfer_matrix``, ``optimizer_transfer``, ``mask_overlap``, ``layer_density`` and
-``training_curves`` each draw one kind and register it with ``register_figure``. Importing this
+``training_curves``, ``stability`` each draw one kind and register it with ``register_figure``. Importing this
 package imports every kind module (in this order) so that ``FIGURE_KINDS`` is complete. The public
 entry points (``plot``, ``make_figure``, ``save_figure``) live in ``transfer_bench.analysis.plots``.
 """
@@ -17,4 +17,5 @@ from transfer_bench.analysis.figures import optimizer_transfer  # noqa: F401
 from transfer_bench.analysis.figures import mask_overlap  # noqa: F401
 from transfer_bench.analysis.figures import layer_density  # noqa: F401
 from transfer_bench.analysis.figures import training_curves  # noqa: F401
+from transfer_bench.analysis.figures import stability  # noqa: F401
 # isort: on

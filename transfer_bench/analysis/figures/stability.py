@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from transfer_bench.analysis.plots import (
+from transfer_bench.analysis.figures.common import (
     _format_x,
     _warn,
     mean_ci,
