@@ -8,6 +8,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -15,7 +18,7 @@ from torch import nn
 from transfer_bench.config import OptimizerSpec, TrainSpec
 from transfer_bench.training import TrainData, train
 from transfer_bench.training import loop as loop_module
-from transfer_bench.training.optim import ELEMENTWISE, FusedAdam
+from transfer_bench.training.optim import ELEMENTWISE, SGD, FusedAdam
 
 
 def mlp(seed: int = 0) -> nn.Module:
@@ -61,6 +64,65 @@ def test_fused_adam_fast_path_is_bit_identical(weight_decay: float) -> None:
     run_steps(a, ref, 10, seed=3)
     run_steps(c, resumed, 10, seed=3)
     assert_same(a, c)
+
+
+def test_state_dicts_match_the_stock_optimizers() -> None:
+    """The first Adam step makes its state here; it must be the stock state (keys, dtypes, devices)."""
+    a, b = mlp(), mlp()
+    ref = torch.optim.Adam(a.parameters(), fused=True)
+    fast = FusedAdam(b.parameters())
+    run_steps(a, ref, 1)
+    run_steps(b, fast, 1)
+    sa, sb = ref.state_dict(), fast.state_dict()
+    assert sa["param_groups"] == sb["param_groups"]
+    for i in sa["state"]:
+        assert list(sa["state"][i]) == list(sb["state"][i])
+        for key, t in sa["state"][i].items():
+            u = sb["state"][i][key]
+            assert (t.dtype, t.device, t.shape) == (u.dtype, u.device, u.shape), key
+            assert torch.equal(t, u), key
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_sgd_is_bit_identical_to_torch_sgd(nesterov: bool) -> None:
+    a, b = mlp(), mlp()
+    kw = dict(lr=0.1, momentum=0.9, nesterov=nesterov, weight_decay=5e-4)
+    ref, ours = torch.optim.SGD(a.parameters(), **kw), SGD(b.parameters(), **kw)
+    run_steps(a, ref, 12)
+    run_steps(b, ours, 12)
+    assert_same(a, b)
+    sa, sb = ref.state_dict(), ours.state_dict()
+    for i in sa["state"]:
+        assert torch.equal(sa["state"][i]["momentum_buffer"], sb["state"][i]["momentum_buffer"])
+
+
+def test_training_does_not_import_dynamo() -> None:
+    """Building and stepping the registered optimizers must not import torch._dynamo (1.5-2.3 s of
+    every worker process's first training, for a guard that only torch.compile needs)."""
+    code = (
+        "import sys, torch\n"
+        "from transfer_bench.config import OptimizerSpec\n"
+        "from transfer_bench.training.optim import build_optimizer\n"
+        "for spec in (OptimizerSpec(name='adam', lr=1e-3), "
+        "OptimizerSpec(name='sgd', lr=0.1, momentum=0.9)):\n"
+        "    m = torch.nn.Linear(4, 2)\n"
+        "    opt = build_optimizer(m.parameters(), spec)\n"
+        "    for _ in range(2):\n"
+        "        m(torch.randn(3, 4)).sum().backward()\n"
+        "        opt.step()\n"
+        "    again = build_optimizer(m.parameters(), spec)\n"
+        "    again.load_state_dict(opt.state_dict())\n"
+        "from transfer_bench.config import TrainSpec\n"
+        "from transfer_bench.training import TrainData, train\n"
+        "x, y = torch.randn(64, 1, 6, 6), torch.randint(0, 4, (64,))\n"
+        "m = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(36, 4))\n"
+        "train(m, TrainData(x, y, x, y), TrainSpec(batch_size=16, epochs=3), "
+        "OptimizerSpec(name='adam', lr=1e-3), None, order_seed=0, "
+        "on_epoch=lambda state: None, checkpoint_every=30.0)\n"
+        "print('torch._dynamo' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_fused_adam_falls_back_when_a_gradient_is_missing() -> None:
