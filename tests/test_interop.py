@@ -12,7 +12,7 @@ from torch.nn.utils import prune
 
 from transfer_bench.errors import TicketError
 from transfer_bench.models import build_model
-from transfer_bench.tickets import Ticket, load_ticket, save_ticket, ticket_from_state
+from transfer_bench.tickets import Ticket, apply_ticket, load_ticket, save_ticket, ticket_from_state
 from transfer_bench.tickets.interop import (
     export_openlth,
     export_torch_prune,
@@ -190,7 +190,7 @@ def test_torch_prune_file_loads_into_pruned_model(how: str, tmp_path: Path) -> N
         expected = t.weights[name] * t.masks[name]
         assert torch.equal(w.view(-1).view(torch.int32), expected.view(-1).view(torch.int32))
     ref = build_model("lenet_300_100", num_classes=10, in_channels=1, image_size=8, seed=9)
-    t.apply(ref, head="keep")
+    apply_ticket(t, ref, head="keep")
     assert torch.equal(out, ref(x))
 
 
