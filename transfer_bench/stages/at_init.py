@@ -17,7 +17,6 @@ from transfer_bench.runs.plan import Run
 from transfer_bench.runs.store import RunDir
 from transfer_bench.seeding import generator
 from transfer_bench.stages.common import SourceSetup, source_setup, train_level
-from transfer_bench.tickets import apply_ticket, load_ticket
 
 
 def scoring_batch(setup: SourceSetup, per_class: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,9 +70,7 @@ def run_at_init(ctx: Context, run: Run, rd: RunDir, progress: Progress) -> list[
         if not spec.train_levels or rd.has_result(level):
             done.append(level)
             continue
-        ticket = load_ticket(rd.ticket_path(level))
-        model = setup.fresh_model()
-        masks = apply_ticket(ticket, model, head="keep")
+        ticket, model, masks = setup.ticket_model(level)
         outcome, _ = train_level(setup, level, model, masks, start=0, progress=progress)
         rd.write_result(
             level,

@@ -25,7 +25,13 @@ from transfer_bench.runs.context import Context, Progress
 from transfer_bench.runs.plan import Run
 from transfer_bench.runs.store import RunDir, load_checkpoint, save_checkpoint, save_tensors
 from transfer_bench.seeding import derive_seed
-from transfer_bench.tickets import Ticket, save_ticket, ticket_from_state
+from transfer_bench.tickets import (
+    Ticket,
+    apply_ticket,
+    load_ticket,
+    save_ticket,
+    ticket_from_state,
+)
 from transfer_bench.training import TrainData, TrainOutcome, train
 
 
@@ -100,6 +106,12 @@ class SourceSetup:
             seed=derive_seed(self.run.seed, "init"),
             options=dict(suite.model.options),
         ).to(self.ctx.device)
+
+    def ticket_model(self, level: int) -> tuple[Ticket, nn.Module, Masks]:
+        """This run's ticket of ``level``, a fresh model with the ticket loaded, and its masks."""
+        ticket = load_ticket(self.rd.ticket_path(level))
+        model = self.fresh_model()
+        return ticket, model, apply_ticket(ticket, model, head="keep")
 
     def write_ticket(self, level: int, state: dict, masks: Masks, **meta: Any) -> None:
         t = ticket_from_state(

@@ -30,7 +30,7 @@ from transfer_bench.runs.context import Context, Progress
 from transfer_bench.runs.plan import Run
 from transfer_bench.runs.store import RunDir, load_checkpoint
 from transfer_bench.stages.common import source_setup, train_level
-from transfer_bench.tickets import apply_ticket, load_ticket
+from transfer_bench.tickets import load_ticket
 
 
 def conv_feeding_bn(model: nn.Module, example: torch.Tensor) -> dict[str, str]:
@@ -160,9 +160,7 @@ def run_early_bird(ctx: Context, run: Run, rd: RunDir, progress: Progress) -> li
         if not spec.train_levels or rd.has_result(level):
             done.append(level)
             continue
-        ticket = load_ticket(rd.ticket_path(level))
-        model = setup.fresh_model()
-        masks = apply_ticket(ticket, model, head="keep")
+        ticket, model, masks = setup.ticket_model(level)
         outcome, _ = train_level(setup, level, model, masks, start=k, progress=progress)
         info = ticket.meta.get("early_bird") or {}
         epochs = ctx.suite.train.total_iterations(setup.steps_per_epoch) / setup.steps_per_epoch

@@ -17,7 +17,7 @@ from transfer_bench.runs.context import Context, Progress
 from transfer_bench.runs.plan import Run
 from transfer_bench.runs.store import RunDir, load_tensors
 from transfer_bench.stages.common import SourceSetup, outcome_record, source_setup, train_level
-from transfer_bench.tickets import apply_ticket, load_ticket
+from transfer_bench.tickets import load_ticket
 
 __all__ = ["outcome_record", "run_imp"]
 
@@ -51,13 +51,13 @@ def run_imp(ctx: Context, run: Run, rd: RunDir, progress: Progress) -> list[int]
                 _next_ticket(setup, level, load_tensors(rd.trained_path(level)), masks)
             done.append(level)
             continue
-        model = setup.fresh_model()
         if level == 0:
+            model = setup.fresh_model()
             masks = full_masks(model)
             if k == 0 and not rd.ticket_path(0).exists():
                 setup.write_ticket(0, model.state_dict(), masks)
         else:
-            masks = apply_ticket(load_ticket(rd.ticket_path(level)), model, head="keep")
+            _, model, masks = setup.ticket_model(level)
 
         def on_snapshot(state: dict, masks: dict = masks) -> None:
             if not rd.ticket_path(0).exists():

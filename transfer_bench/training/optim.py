@@ -93,8 +93,8 @@ class FusedAdam(Adam):
     """``torch.optim.Adam(fused=True)`` with the per-step Python work hoisted out of ``step``.
 
     ``Adam.step`` regroups parameters, gradients and state by device and dtype on every call: about
-    0.15-0.2 ms on this CPU, 6-8% of a LeNet-300-100 step at batch 60. Once every parameter has its
-    state (after the first step) this ``step`` calls the same kernel (``torch._fused_adam_``) on
+    0.15-0.2 ms on this CPU, 6-8% of a LeNet-300-100 step at batch 60. This ``step`` makes the
+    stock state on the first call and then calls the same kernel (``torch._fused_adam_``) on
     cached lists, which gives bit-identical results (tested). Anything unusual (several groups or
     devices, a missing gradient, amsgrad, grad scaling, a tensor learning rate, a closure) takes
     the stock ``Adam.step``; ``load_state_dict`` and ``add_param_group`` drop the cache.
