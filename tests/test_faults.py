@@ -151,6 +151,56 @@ def test_disk_full_keeps_previous_version_and_removes_temp(tmp_path, monkeypatch
     assert list(tmp_path.iterdir()) == [target]  # no temp file left
 
 
+def test_report_sweep_waits_for_a_plan_writer_of_another_run(tmp_path, monkeypatch):
+    """Two ``run`` commands on one folder: one writes plan.json while the other's report removes
+    stale temp files there. The sweep must wait for the writer, not take its temp file away (CI
+    once lost a plan.json that way: ``cannot write, No such file or directory``)."""
+    import threading
+
+    from transfer_bench.analysis.report import write_report
+    from transfer_bench.api import save_plan
+
+    class Run:  # what save_plan reads of a planned run
+        run_id = "imp_a"
+
+    mid_write, go_on = threading.Event(), threading.Event()
+    real_on_write = fileio.faults.on_write
+
+    def pause_in_plan_write(path: Path) -> None:
+        if path.name == "plan.json" and not mid_write.is_set():
+            mid_write.set()  # the temp file is complete and not yet renamed
+            assert go_on.wait(30)
+        real_on_write(path)
+
+    monkeypatch.setattr(fileio.faults, "on_write", pause_in_plan_write)
+    errors: list[BaseException] = []
+
+    def guarded(fn):
+        def call():
+            try:
+                fn()
+            except BaseException as e:  # noqa: BLE001 - handed to the test thread
+                errors.append(e)
+
+        return call
+
+    writer = threading.Thread(target=guarded(lambda: save_plan(tmp_path, [Run()])))
+    writer.start()
+    assert mid_write.wait(30)
+    assert [p.name.startswith(".plan.json.") for p in tmp_path.glob(".*.tmp")] == [True]
+    reporter = threading.Thread(target=guarded(lambda: write_report(tmp_path, suite_name="x")))
+    reporter.start()
+    reporter.join(0.5)
+    assert reporter.is_alive()  # waits for the writer's lock
+    assert list(tmp_path.glob(".*.tmp"))  # and has swept nothing
+    go_on.set()
+    writer.join(30)
+    reporter.join(60)
+    assert not errors, errors
+    assert json.loads((tmp_path / "plan.json").read_text()) == {"run_ids": ["imp_a"]}
+    assert (tmp_path / "report.md").is_file() and not list(tmp_path.glob(".*.tmp"))
+
+
 @pytest.mark.parametrize(
     ("code", "expected"),
     [

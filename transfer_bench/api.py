@@ -121,23 +121,25 @@ def _cannot_write(suite_dir: Path, e: OSError) -> TransferBenchError:
 def save_suite_copy(suite_dir: Path, suite) -> None:
     """Keep the effective suite (scale applied) next to its results, so reports can be rebuilt
     from the folder alone."""
-    from transfer_bench.fileio import atomic_write_bytes
+    from transfer_bench.fileio import atomic_write_bytes, suite_folder_lock
 
     text = yaml.safe_dump(suite.model_dump(mode="json", exclude_defaults=True), sort_keys=False)
     try:
-        atomic_write_bytes(suite_dir / SUITE_COPY, text.encode())
+        with suite_folder_lock(suite_dir):
+            atomic_write_bytes(suite_dir / SUITE_COPY, text.encode())
     except OSError as e:
         raise _cannot_write(suite_dir, e) from None
 
 
 def save_plan(suite_dir: Path, runs) -> None:
     """Record the run folders the suite plans now, so analysis leaves out folders of older plans."""
-    from transfer_bench.fileio import atomic_write_json
+    from transfer_bench.fileio import atomic_write_json, suite_folder_lock
     from transfer_bench.runs.plan import PLAN_FILE
 
     ids = sorted({r.run_id for r in runs})
     try:
-        atomic_write_json(suite_dir / PLAN_FILE, {"run_ids": ids})
+        with suite_folder_lock(suite_dir):
+            atomic_write_json(suite_dir / PLAN_FILE, {"run_ids": ids})
     except OSError as e:
         raise _cannot_write(suite_dir, e) from None
 

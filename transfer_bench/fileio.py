@@ -16,9 +16,11 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock
 
 from transfer_bench import faults
 from transfer_bench.errors import TransferBenchError
@@ -127,6 +129,34 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+SUITE_LOCK = ".suite.lock"  # held by whoever writes the files at a suite folder's top
+
+
+@contextlib.contextmanager
+def suite_folder_lock(suite_dir: str | os.PathLike[str]) -> Iterator[Path]:
+    """Hold the suite folder's lock while writing its own files (suite copy, plan, report, tables,
+    figures), and first remove the temp files a killed writer of them left behind.
+
+    Every writer of those files holds this lock, so no temp file it sweeps can belong to a live
+    writer (two ``run`` commands on one folder used to lose a plan.json that way). Run folders
+    have their own locks. Not reentrant: do not nest it for the same folder.
+    """
+    suite_dir = Path(suite_dir)
+    try:
+        suite_dir.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(suite_dir / SUITE_LOCK))
+        lock.acquire()
+    except OSError as e:
+        raise write_error(suite_dir / SUITE_LOCK, e.errno, e.strerror or str(e)) from None
+    try:
+        for folder in (suite_dir, suite_dir / "figures", suite_dir / "tables"):
+            for stale in folder.glob(".*.tmp"):
+                stale.unlink(missing_ok=True)
+        yield suite_dir
+    finally:
+        lock.release()
 
 
 def sha256_file(path: Path) -> str:

@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from filelock import FileLock
 from pydantic import ValidationError
 
 from transfer_bench.analysis.claims import claim_section, evaluate_claim, write_claim
@@ -46,7 +45,7 @@ from transfer_bench.analysis.tables import (
 )
 from transfer_bench.config import AnalysisSpec, ClaimSpec, format_validation_error
 from transfer_bench.errors import ConfigError
-from transfer_bench.fileio import atomic_write_text
+from transfer_bench.fileio import atomic_write_text, suite_folder_lock
 
 REPORT_NAME = "report.md"
 HTML_NAME = "report.html"
@@ -397,12 +396,8 @@ def write_report(
     With a ``claim`` its verdicts are written to ``claim.json`` and shown in the report."""
     suite_dir = Path(suite_dir)
     spec = parse_analysis(analysis)
-    suite_dir.mkdir(parents=True, exist_ok=True)
-    # one report writer at a time per folder; it removes what a killed writer left behind
-    with FileLock(str(suite_dir / ".report.lock")):
-        for folder in (suite_dir, suite_dir / "figures", suite_dir / "tables"):
-            for stale in folder.glob(".*.tmp"):
-                stale.unlink(missing_ok=True)
+    # one writer at a time per folder; it removes what a killed writer left behind
+    with suite_folder_lock(suite_dir):
         return _write_report(suite_dir, suite_name, spec, config_summary, claim)
 
 

@@ -23,6 +23,7 @@ from transfer_bench.cli.app import (
     markdown_lines,
 )
 from transfer_bench.errors import Terminated, TransferBenchError
+from transfer_bench.fileio import suite_folder_lock
 
 # lazy imports: each command imports only what it uses (torch, pandas and matplotlib cost seconds
 # of start-up; `ticket verify` needs none of them)
@@ -363,7 +364,10 @@ def compare(
     for stem, table in (("comparison", a.comparison), ("auc", a.auc), ("sources", a.sources_auc)):
         if table.empty:
             continue
-        paths = write_tables(table, suite_dir / "tables", stem, {"title": f"{suite.name}: {stem}"})
+        with suite_folder_lock(suite_dir):
+            paths = write_tables(
+                table, suite_dir / "tables", stem, {"title": f"{suite.name}: {stem}"}
+            )
         console.print(caption_text(table, {"title": f"{suite.name}: {stem}"}))
         console.print(to_markdown(table), markup=False, highlight=False, soft_wrap=True)
         console.print("written: " + ", ".join(str(p) for p in paths) + "\n")
@@ -522,11 +526,12 @@ def plot_cmd(
     suite, suite_dir = _suite_of_results(results_dir)
     if width not in (None, "single", "double"):
         raise TransferBenchError(f"--width {width!r}: use single or double")
-    paths = plot(
-        kind,
-        suite_dir,
-        out or suite_dir / "figures" / kind,
-        formats=[f.strip() for f in formats.split(",") if f.strip()],
-        width=width,
-    )
+    with suite_folder_lock(suite_dir):
+        paths = plot(
+            kind,
+            suite_dir,
+            out or suite_dir / "figures" / kind,
+            formats=[f.strip() for f in formats.split(",") if f.strip()],
+            width=width,
+        )
     console.print("written: " + ", ".join(str(p) for p in paths))
