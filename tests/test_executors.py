@@ -15,6 +15,7 @@ import pytest
 import torch
 import yaml
 
+from transfer_bench import faults
 from transfer_bench.config import parse_suite
 from transfer_bench.errors import DatasetError, TransferBenchError
 from transfer_bench.runner.execute import execute
@@ -25,6 +26,7 @@ from transfer_bench.runner.pool import (
     worker_context,
     worker_spec,
 )
+from transfer_bench.runner.processes import warm_up
 from transfer_bench.runner.ray_executor import RAY_MISSING, execute_ray, import_ray
 from transfer_bench.runs.context import Context
 from transfer_bench.runs.plan import plan, suite_hash
@@ -175,6 +177,19 @@ def test_worker_failure_is_raised_with_run_key(tmp_path: Path):
     started = {e.key for e in events if e.kind == "start"}
     assert all(r.kind == "search" for r in runs if r.key in started)
     assert any(e.kind == "error" and e.key == bad.key for e in events)
+
+
+def test_workers_take_the_environment_of_the_moment(tmp_path: Path, monkeypatch):
+    """Workers are forked from a fork server started earlier, with the environment of that moment;
+    they must see the parent's environment as it is when the pool starts, as spawned ones did."""
+    warm_up()  # the fork server starts (or runs already) without the fail point below
+    monkeypatch.setenv(faults.ENV, "step:2")  # each worker kills itself at its second step
+    data = copy.deepcopy(SUITE)
+    data["seeds"] = [0]
+    runs = [r for r in plan(parse_suite(data)) if r.kind == "search"]
+    with pytest.raises(Exception, match=runs[0].key):
+        execute_pool(data, tmp_path / "res", runs, workers=1, device="cpu", cache_dir=None)
+    assert not (tmp_path / "res" / runs[0].key / "DONE.json").exists()
 
 
 def test_bad_workers_is_one_line(tmp_path: Path):

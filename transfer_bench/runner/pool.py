@@ -1,10 +1,12 @@
 """Local parallel executor: independent runs in N worker processes, dependencies respected.
 
-Each worker is a fresh ("spawn") process that builds its own ``Context`` from picklable inputs and
-executes one run at a time through ``execute(ctx, [run])``, so locking, skip-if-complete and resume
-behave exactly as in the sequential executor. A run is submitted only once every run it depends on
-is complete (on disk before we started, or finished by this invocation), and never more runs are in
-flight than there are workers.
+Each worker is a fresh process that builds its own ``Context`` from picklable inputs and executes
+one run at a time through ``execute(ctx, [run])``, so locking, skip-if-complete and resume behave
+exactly as in the sequential executor. Workers are forked from a fork server that has imported
+torch and the stages once (:mod:`transfer_bench.runner.processes`).
+
+A run is submitted only once every run it depends on is complete (on disk before we started, or
+finished by this invocation), and never more runs are in flight than there are workers.
 
 Threads: each worker uses ``max(1, cores // workers)`` torch threads, so the pool never runs more
 threads than cores (perf-lab section 6: two 1-thread processes beat one 2-thread process by ~1.6x
@@ -17,16 +19,14 @@ from __future__ import annotations
 
 import functools
 import json
-import multiprocessing as mp
 import os
 import queue as queue_mod
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.managers import SyncManager
 from pathlib import Path
@@ -36,6 +36,7 @@ from transfer_bench.config import Suite, load_suite, parse_suite
 from transfer_bench.errors import TransferBenchError
 from transfer_bench.runner.execute import ExecutionSummary, execute
 from transfer_bench.runner.outcomes import OnEvent, Outcomes, RunEvent
+from transfer_bench.runner.processes import process_context, sigint_blocked
 from transfer_bench.runs.context import Context, resolve_device
 from transfer_bench.runs.plan import Run, suite_hash
 from transfer_bench.runs.store import RunDir
@@ -125,32 +126,28 @@ def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-@contextmanager
-def _sigint_blocked() -> Iterator[None]:
-    """Block SIGINT while starting child processes. The mask survives exec, so a Ctrl-C during a
-    worker's seconds-long start-up neither kills it with a traceback nor gets lost: the parent
-    receives it (at the latest when the mask is restored) and stops the workers itself."""
-    if not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+def _alive(pid: int) -> bool:
     try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def die_with_parent(parent: int, poll_seconds: float = 1.0) -> None:
     """Make this (child) process exit as soon as its parent dies, for any reason (SIGKILL too).
 
     A pool worker whose run was killed must not go on training and writing results, nor sit
-    re-parented to init holding memory (or a GPU). Linux: the kernel sends SIGKILL when the parent
-    exits (``prctl(PR_SET_PDEATHSIG)``); everywhere, a daemon thread also checks every
-    ``poll_seconds`` whether the parent changed (re-parented) and exits then; ``parent`` is the pid
-    the parent had when it started this process, so a parent that died during start-up counts too.
-    Files are written
-    atomically (temporary file, then rename), so a killed worker leaves at most a ``.tmp`` that the
-    next run removes.
+    re-parented to init holding memory (or a GPU). ``parent`` is the pid of the process that asked
+    for this one. Linux: the kernel sends SIGKILL when the direct parent exits
+    (``prctl(PR_SET_PDEATHSIG)``); everywhere, a daemon thread also checks every ``poll_seconds``
+    whether the direct parent changed (re-parented) or ``parent`` is gone, and exits then. A worker
+    forked by the fork server has the server as its direct parent; the server exits when
+    ``parent`` does. A parent that died during start-up counts too. Files are written atomically
+    (temporary file, then rename), so a killed worker leaves at most a ``.tmp`` that the next run
+    removes.
     """
     if sys.platform.startswith("linux"):
         try:
@@ -160,13 +157,14 @@ def die_with_parent(parent: int, poll_seconds: float = 1.0) -> None:
             libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
         except (OSError, AttributeError):
             pass  # the watcher below still works
-    if os.getppid() != parent:  # the parent died before the request took effect
+    direct = os.getppid()
+    if direct == 1 or (direct != parent and not _alive(parent)):  # died before the request
         os._exit(1)
 
     def watch() -> None:
         while True:
             time.sleep(poll_seconds)
-            if os.getppid() != parent:
+            if os.getppid() != direct or (direct != parent and not _alive(parent)):
                 os._exit(1)
 
     threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
@@ -178,11 +176,25 @@ def _init_helper(parent: int) -> None:
     die_with_parent(parent)
 
 
-def _init_worker(threads: int, parent: int) -> None:
-    """Pool-process initializer: die with the parent, set the thread count before heavy work."""
+def _cwd() -> str:
+    try:
+        return os.getcwd()
+    except OSError:  # removed under us
+        return ""
+
+
+def _init_worker(threads: int, parent: int, environ: dict[str, str], cwd: str) -> None:
+    """Pool-process initializer: die with the parent, take its environment and working directory
+    (a forked worker would otherwise have the fork server's), set the thread count."""
     _init_helper(parent)
+    os.environ.clear()
+    os.environ.update(environ)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(threads)
+    try:
+        os.chdir(cwd)
+    except OSError:
+        pass  # paths the workers use are absolute (WorkerSpec)
     set_torch_threads(threads)
 
 
@@ -258,7 +270,7 @@ def execute_pool(
 
     workers = check_workers(workers, len(pending), cores, emit)
     threads = max(1, cores // workers)
-    ctx = mp.get_context("spawn")
+    ctx = process_context()
     by_key = {r.key: r for r in pending}
     running: dict[Future, Run] = {}
     stopped: list[Run] = []
@@ -280,7 +292,7 @@ def execute_pool(
         return all(d in out.done or d not in keys for d in r.depends_on)
 
     manager = SyncManager(ctx=ctx)
-    with _sigint_blocked():
+    with sigint_blocked():
         manager.start(_init_helper, (os.getpid(),))
     try:
         events = manager.Queue()
@@ -288,7 +300,7 @@ def execute_pool(
             max_workers=workers,
             mp_context=ctx,
             initializer=_init_worker,
-            initargs=(threads, os.getpid()),
+            initargs=(threads, os.getpid(), dict(os.environ), _cwd()),
         )
         try:
             while pending or running:
@@ -297,7 +309,7 @@ def execute_pool(
                     if nxt is None:
                         break
                     pending.remove(nxt)
-                    with _sigint_blocked():  # submit may start a worker process
+                    with sigint_blocked():  # submit may start a worker process
                         running[pool.submit(_pool_task, spec, nxt, events)] = nxt
                 if not running:
                     if out.failure is None and pending:  # cannot happen with plan(): no cycles
