@@ -12,7 +12,9 @@ module stays light (no torch), so that ``warm_up`` can start the server at the v
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import signal
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -40,7 +42,7 @@ def warm_up() -> None:
     if start_method() != "forkserver":
         return
     process_context()
-    from multiprocessing import forkserver
+    from multiprocessing import forkserver  # lazy: POSIX only
 
     with sigint_blocked():
         forkserver.ensure_running()
@@ -68,8 +70,5 @@ def likely_pool(executor: str, device: str | None, cores: int) -> bool:
         return True
     if executor != "auto" or cores < 2 or device not in (None, "auto", "cpu"):
         return False
-    import os
-    import sys
-
     no_gpu = not os.path.exists("/dev/nvidiactl") and sys.platform != "darwin"
     return device == "cpu" or no_gpu
