@@ -19,13 +19,29 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from transfer_bench.errors import TransferBenchError
+
 #: What every worker imports; the fork server imports it once, before forking any worker.
 WORKER_MODULES = ("transfer_bench.runner.pool", "transfer_bench.stages")
 
 
+#: Overrides the start method (``spawn`` or ``forkserver``), e.g. to compare them.
+START_METHOD_ENV = "TRANSFER_BENCH_START_METHOD"
+
+
 def start_method() -> str:
-    """``forkserver`` where the platform has it (Linux, macOS), else ``spawn`` (Windows)."""
-    return "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+    """``forkserver`` where the platform has it (Linux, macOS), else ``spawn`` (Windows), unless
+    ``$TRANSFER_BENCH_START_METHOD`` names one of the two."""
+    available = mp.get_all_start_methods()
+    asked = os.environ.get(START_METHOD_ENV)
+    if asked:
+        if asked not in ("spawn", "forkserver") or asked not in available:
+            choices = [m for m in ("spawn", "forkserver") if m in available]
+            raise TransferBenchError(
+                f"${START_METHOD_ENV}={asked!r}: use {' or '.join(choices)}, or unset it"
+            )
+        return asked
+    return "forkserver" if "forkserver" in available else "spawn"
 
 
 def process_context() -> Any:
