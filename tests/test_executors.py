@@ -26,7 +26,12 @@ from transfer_bench.runner.pool import (
     worker_context,
     worker_spec,
 )
-from transfer_bench.runner.processes import warm_up
+from transfer_bench.runner.processes import (
+    START_METHOD_ENV,
+    process_context,
+    start_method,
+    warm_up,
+)
 from transfer_bench.runner.ray_executor import RAY_MISSING, execute_ray, import_ray
 from transfer_bench.runs.context import Context
 from transfer_bench.runs.plan import plan, suite_hash
@@ -190,6 +195,14 @@ def test_workers_take_the_environment_of_the_moment(tmp_path: Path, monkeypatch)
     with pytest.raises(Exception, match=runs[0].key):
         execute_pool(data, tmp_path / "res", runs, workers=1, device="cpu", cache_dir=None)
     assert not (tmp_path / "res" / runs[0].key / "DONE.json").exists()
+
+
+def test_start_method_can_be_chosen_and_a_bad_one_is_one_line(monkeypatch):
+    monkeypatch.setenv(START_METHOD_ENV, "spawn")
+    assert start_method() == "spawn" and process_context().get_start_method() == "spawn"
+    monkeypatch.setenv(START_METHOD_ENV, "fork")
+    with pytest.raises(TransferBenchError, match=r"TRANSFER_BENCH_START_METHOD='fork': use spawn"):
+        start_method()
 
 
 def test_bad_workers_is_one_line(tmp_path: Path):
