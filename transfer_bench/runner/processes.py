@@ -30,8 +30,9 @@ START_METHOD_ENV = "TRANSFER_BENCH_START_METHOD"
 
 
 def start_method() -> str:
-    """``forkserver`` where the platform has it (Linux, macOS), else ``spawn`` (Windows), unless
-    ``$TRANSFER_BENCH_START_METHOD`` names one of the two."""
+    """``forkserver`` on Linux, else ``spawn``, unless ``$TRANSFER_BENCH_START_METHOD`` names one of
+    the two. Not on macOS: forking a process that has loaded Apple's frameworks (torch loads
+    Accelerate) can crash the child, which is why Python starts with ``spawn`` there."""
     available = mp.get_all_start_methods()
     asked = os.environ.get(START_METHOD_ENV)
     if asked:
@@ -41,7 +42,9 @@ def start_method() -> str:
                 f"${START_METHOD_ENV}={asked!r}: use {' or '.join(choices)}, or unset it"
             )
         return asked
-    return "forkserver" if "forkserver" in available else "spawn"
+    return (
+        "forkserver" if sys.platform.startswith("linux") and "forkserver" in available else "spawn"
+    )
 
 
 def process_context() -> Any:
