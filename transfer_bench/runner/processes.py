@@ -1,5 +1,5 @@
-"""How the local pool starts its processes: forked from a fork server that has imported the
-worker modules once.
+"""How the local pool starts its processes: on Linux, forked from a fork server that has imported
+the worker modules once (elsewhere spawned, see ``start_method``).
 
 Spawned workers each imported torch and the stages again: 3-5 s per process on a 2-core machine,
 with the event-queue helper doing the same at the same time. The fork server imports them once
