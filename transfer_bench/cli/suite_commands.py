@@ -194,10 +194,9 @@ def run(
     ] = False,
 ) -> None:
     """Run a suite: search tickets, transfer them, write the report. Finished runs are skipped."""
-    from transfer_bench.api import warm_up_pool
+    from transfer_bench.api import prepare, run_prepared, warm_up_pool
 
     warm_up_pool(executor, device)  # first: the imports below take seconds (torch)
-    from transfer_bench.api import prepare, run_prepared
     from transfer_bench.progress import make_progress
     from transfer_bench.runner.executors import check_executor
     from transfer_bench.tracking import parse_trackers

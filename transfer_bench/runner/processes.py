@@ -89,5 +89,4 @@ def likely_pool(executor: str, device: str | None, cores: int) -> bool:
         return True
     if executor != "auto" or cores < 2 or device not in (None, "auto", "cpu"):
         return False
-    no_gpu = not os.path.exists("/dev/nvidiactl") and sys.platform != "darwin"
-    return device == "cpu" or no_gpu
+    return device == "cpu" or not os.path.exists("/dev/nvidiactl")
