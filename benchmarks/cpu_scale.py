@@ -8,6 +8,7 @@ parameter count and forward MFLOPs per image, and writes JSON. Used to size the 
 ``suites/morcos2019-*.yaml`` and the natural-image claims.
 
 Usage: python benchmarks/cpu_scale.py [--threads 1] [--samples 1280] [--rounds 2] [--models ...]
+       [--channels-last off|on|both]
 """
 
 from __future__ import annotations
@@ -48,14 +49,22 @@ def parse(candidate: str) -> tuple[str, dict[str, int]]:
     return name, options
 
 
-def epoch_seconds(name: str, options: dict, x, y, batch: int) -> tuple[float, float]:
+def epoch_seconds(
+    name: str, options: dict, x, y, batch: int, channels_last: str = "off"
+) -> tuple[float, float]:
     """Seconds for one training epoch over ``x`` and for one evaluation pass over ``x``."""
     model = build_model(name, num_classes=10, in_channels=3, image_size=32, seed=0, options=options)
     g = torch.Generator().manual_seed(1)
     params = dict(model.named_parameters())
     masks = {k: torch.rand(params[k].shape, generator=g) < 0.2 for k in model.prunable_names}
     sgd = OptimizerSpec(name="sgd", lr=0.05, momentum=0.9, weight_decay=1e-4)
-    spec = TrainSpec(batch_size=batch, epochs=1, eval_batch_size=1000, eval_every=1000)
+    spec = TrainSpec(
+        batch_size=batch,
+        epochs=1,
+        eval_batch_size=1000,
+        eval_every=1000,
+        channels_last=channels_last,
+    )
     t = time.perf_counter()
     train(model, TrainData(x, y, x[:batch], y[:batch]), spec, sgd, masks, order_seed=0)
     train_s = time.perf_counter() - t
@@ -73,6 +82,12 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=1280)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--models", nargs="*", default=list(CANDIDATES))
+    ap.add_argument(
+        "--channels-last",
+        choices=["off", "on", "both"],
+        default="off",
+        help="layout (off = NCHW, the CPU default); both: interleaved, with NCHW / channels_last",
+    )
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/cpu_scale.json"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -87,27 +102,39 @@ def main() -> None:
         )
         n_params = sum(p.numel() for p in model.parameters())
         mflops = count_flops(model, (3, 32, 32)) / 1e6
-        epoch_seconds(name, options, x[:256], y[:256], 128)  # warm-up
-        runs = [epoch_seconds(name, options, x, y, 128) for _ in range(args.rounds)]
-        tr = statistics.median(r[0] for r in runs) * 10_000 / args.samples
-        ev = statistics.median(r[1] for r in runs) * 10_000 / args.samples
-        rows.append(
-            {
-                "model": cand,
-                "params": n_params,
-                "forward_mflops": round(mflops, 2),
-                "train_s_per_10k": round(tr, 2),
-                "eval_s_per_10k": round(ev, 2),
-            }
-        )
-        print(
-            f"{cand:>18}: {n_params / 1e6:6.3f}M params, {mflops:7.1f} MFLOP/img fwd, "
-            f"train {tr:6.1f} s / 10k imgs, eval {ev:5.1f} s / 10k imgs "
-            f"({args.threads} thread{'s' if args.threads > 1 else ''})",
-            flush=True,
-        )
+        layouts = ["off", "on"] if args.channels_last == "both" else [args.channels_last]
+        for cl in layouts:
+            epoch_seconds(name, options, x[:256], y[:256], 128, cl)  # warm-up
+        runs = {cl: [] for cl in layouts}
+        for _ in range(args.rounds):  # interleaved: the host's drift hits both layouts alike
+            for cl in layouts:
+                runs[cl].append(epoch_seconds(name, options, x, y, 128, cl))
+        row = {"model": cand, "params": n_params, "forward_mflops": round(mflops, 2)}
+        for cl in layouts:
+            tr = statistics.median(r[0] for r in runs[cl]) * 10_000 / args.samples
+            ev = statistics.median(r[1] for r in runs[cl]) * 10_000 / args.samples
+            suffix = "" if len(layouts) == 1 else f"_{'channels_last' if cl == 'on' else 'nchw'}"
+            row[f"train_s_per_10k{suffix}"] = round(tr, 2)
+            row[f"eval_s_per_10k{suffix}"] = round(ev, 2)
+            print(
+                f"{cand:>18} {'channels_last' if cl == 'on' else 'NCHW':>13}: "
+                f"{n_params / 1e6:6.3f}M params, {mflops:7.1f} MFLOP/img fwd, "
+                f"train {tr:6.1f} s / 10k imgs, eval {ev:5.1f} s / 10k imgs "
+                f"({args.threads} thread{'s' if args.threads > 1 else ''})",
+                flush=True,
+            )
+        if len(layouts) == 2:
+            ratio = row["train_s_per_10k_nchw"] / row["train_s_per_10k_channels_last"]
+            row["train_nchw_over_channels_last"] = round(ratio, 3)
+            print(f"{cand:>18}: training NCHW / channels_last {ratio:.2f}", flush=True)
+        rows.append(row)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"torch": torch.__version__, "threads": args.threads, "samples": args.samples}
+    meta = {
+        "torch": torch.__version__,
+        "threads": args.threads,
+        "samples": args.samples,
+        "channels_last": args.channels_last,
+    }
     args.out.write_text(json.dumps({**meta, "results": rows}, indent=2) + "\n")
     print(f"wrote {args.out}")
 

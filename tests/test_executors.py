@@ -192,8 +192,9 @@ def test_workers_take_the_environment_of_the_moment(tmp_path: Path, monkeypatch)
     data = copy.deepcopy(SUITE)
     data["seeds"] = [0]
     runs = [r for r in plan(parse_suite(data)) if r.kind == "search"]
-    with pytest.raises(Exception, match=runs[0].key):
+    with pytest.raises(TransferBenchError, match=runs[0].key) as err:
         execute_pool(data, tmp_path / "res", runs, workers=1, device="cpu", cache_dir=None)
+    assert "worker process died" in str(err.value) and "\n" not in str(err.value)
     assert not (tmp_path / "res" / runs[0].key / "DONE.json").exists()
 
 

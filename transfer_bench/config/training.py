@@ -147,9 +147,11 @@ class TrainSpec(_Model):
     many iterations (Frankle & Carbin's warmup for VGG/ResNet). ``augment``: random crops with
     ``padding`` (and horizontal flips for ``crop_flip``) done in batches on the device.
     ``precision: auto`` trains in bf16 autocast on CUDA and fp32 elsewhere; ``channels_last: auto``
-    uses the channels-last layout for conv nets on CUDA only (on this project's CPU torch build,
-    channels_last ResNets with BatchNorm hung in backward after some runs in one process, and it
-    gained only ~1.15x for Conv-4; ``on`` forces it); ``compile`` wraps the
+    uses the channels-last layout for conv nets on CUDA only; ``on`` uses it on the CPU too, where it
+    trains the narrow ``cpu``-scale nets 1.17-1.30x faster (``benchmarks/cpu_scale.py
+    --channels-last both``) but is not the default, so existing CPU results keep their numbers
+    (oneDNN's AVX2 kernels corrupt the heap on strided 1x1 convolutions with 2-7 input channels in
+    this layout; :mod:`transfer_bench.training.layout` keeps those NCHW); ``compile`` wraps the
     model in ``torch.compile`` (off by default: ~20 s of compile for <= 8% on CPU).
     """
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -48,7 +49,16 @@ def one_line(err: BaseException) -> str:
 
 
 def run_failure(run: Run, err: BaseException) -> Exception:
-    """The parent-side error for a failed run: same class for TransferBenchError, key in message."""
+    """The parent-side error for a failed run: same class for TransferBenchError, key in message.
+
+    A worker process that died (killed, or crashed in native code) is not a bug in the run's
+    Python: it is reported as one line with what to do, not as a traceback."""
+    if isinstance(err, BrokenProcessPool):
+        return TransferBenchError(
+            f"run {run.key} ({run.label()}): its worker process died (killed, e.g. for memory, or "
+            "crashed in native code); finished runs are kept: run the same command again to "
+            "resume, or with --executor sequential to see the crash in the foreground"
+        )
     if isinstance(err, TransferBenchError):
         msg = f"run {run.key} ({run.label()}): {one_line(err)}"
         try:

@@ -33,6 +33,7 @@ from transfer_bench import faults
 from transfer_bench.config import OptimizerSpec, TrainSpec
 from transfer_bench.pruning.masks import Masks
 from transfer_bench.training.augment import AUGMENTATIONS
+from transfer_bench.training.layout import to_channels_last
 from transfer_bench.training.optim import ELEMENTWISE, build_optimizer, lr_factor
 
 
@@ -176,8 +177,7 @@ def train(
     conv = _uses_conv(model) and (
         spec.channels_last == "on" or (spec.channels_last == "auto" and device.type == "cuda")
     )
-    if conv:
-        model.to(memory_format=torch.channels_last)
+    layout_hooks = to_channels_last(model, device) if conv else []
     enforcer = MaskEnforcer(model, masks, grads=optimizer.name not in ELEMENTWISE)
     enforcer.mask_weights()
     use_bf16 = spec.precision == "bf16" or (spec.precision == "auto" and device.type == "cuda")
@@ -284,6 +284,9 @@ def train(
         if pending is not None and on_epoch is not None:
             on_epoch(pending)
         raise
+    finally:
+        for h in layout_hooks:
+            h.remove()
     if history:
         best = max(history, key=lambda h: h["test_accuracy"])
         early = min(history, key=lambda h: h["test_loss"])
