@@ -18,6 +18,7 @@ Usage: python benchmarks/conv_options.py [--rounds 3] [--samples 1280] [--models
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import time
@@ -44,13 +45,15 @@ def model_of(cand: str) -> torch.nn.Module:
     )
 
 
+SPEC = TrainSpec(batch_size=128, epochs=1, eval_every=1000, channels_last="off")
+SGD = OptimizerSpec(name="sgd", lr=0.05, momentum=0.9, weight_decay=1e-4)
+
+
 def train_seconds(cand: str, x, y, mkldnn: bool) -> float:
     model = model_of(cand)
-    spec = TrainSpec(batch_size=128, epochs=1, eval_every=1000, channels_last="off")
-    sgd = OptimizerSpec(name="sgd", lr=0.05, momentum=0.9, weight_decay=1e-4)
     with torch.backends.mkldnn.flags(enabled=mkldnn):
         t = time.perf_counter()
-        train(model, TrainData(x, y, x[:128], y[:128]), spec, sgd, None, order_seed=0)
+        train(model, TrainData(x, y, x[:128], y[:128]), SPEC, SGD, None, order_seed=0)
         return time.perf_counter() - t
 
 
@@ -77,30 +80,17 @@ def main() -> None:
     for cand in args.models:
         # a trained model, so BatchNorm's running statistics are not the identity
         model = model_of(cand)
-        spec = TrainSpec(batch_size=128, epochs=1, eval_every=1000, channels_last="off")
-        train(
-            model,
-            TrainData(x, y, x[:128], y[:128]),
-            spec,
-            OptimizerSpec(name="sgd", lr=0.05),
-            None,
-            order_seed=1,
-        )
+        train(model, TrainData(x, y, x[:128], y[:128]), SPEC, SGD, None, order_seed=1)
         model.eval()
-        folded = fuse(model)
+        model_cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
         variants = {
             "bn": model,
-            "folded": folded,
-            "bn_cl": model_of(cand).eval(),
-            "folded_cl": None,
+            "folded": fuse(model),
+            "bn_cl": model_cl,
+            "folded_cl": fuse(model_cl).to(memory_format=torch.channels_last),
         }
-        variants["bn_cl"].load_state_dict(model.state_dict())
-        variants["bn_cl"].to(memory_format=torch.channels_last)
-        variants["folded_cl"] = fuse(variants["bn_cl"]).to(memory_format=torch.channels_last)
-        inputs = {
-            k: xe.contiguous(memory_format=torch.channels_last) if k.endswith("_cl") else xe
-            for k in variants
-        }
+        xe_cl = xe.contiguous(memory_format=torch.channels_last)
+        inputs = {k: xe_cl if k.endswith("_cl") else xe for k in variants}
         train_s = {True: [], False: []}
         eval_s = {k: [] for k in variants}
         outs = {}

@@ -25,6 +25,7 @@ from transfer_bench.config import OptimizerSpec, TrainSpec
 from transfer_bench.models import build_model, count_flops
 from transfer_bench.training import TrainData, train
 
+LAYOUT = {"off": "NCHW", "on": "channels_last"}  # train.channels_last -> the layout's name
 CANDIDATES = (
     "resnet20:width=4",
     "resnet20:width=8",
@@ -113,11 +114,11 @@ def main() -> None:
         for cl in layouts:
             tr = statistics.median(r[0] for r in runs[cl]) * 10_000 / args.samples
             ev = statistics.median(r[1] for r in runs[cl]) * 10_000 / args.samples
-            suffix = "" if len(layouts) == 1 else f"_{'channels_last' if cl == 'on' else 'nchw'}"
+            suffix = "" if len(layouts) == 1 else f"_{LAYOUT[cl].lower()}"
             row[f"train_s_per_10k{suffix}"] = round(tr, 2)
             row[f"eval_s_per_10k{suffix}"] = round(ev, 2)
             print(
-                f"{cand:>18} {'channels_last' if cl == 'on' else 'NCHW':>13}: "
+                f"{cand:>18} {LAYOUT[cl]:>13}: "
                 f"{n_params / 1e6:6.3f}M params, {mflops:7.1f} MFLOP/img fwd, "
                 f"train {tr:6.1f} s / 10k imgs, eval {ev:5.1f} s / 10k imgs "
                 f"({args.threads} thread{'s' if args.threads > 1 else ''})",
