@@ -25,6 +25,7 @@ PACKAGE = ROOT / "transfer_bench"
 #: of one layer may import each other as long as no cycle forms. The README lists the same order.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "fileio", "seeding", "machine", "faults", "suite_yaml", "lazy"),
+    ("devices",),
     ("models",),
     ("config", "head_policy"),
     ("data",),

@@ -1,31 +1,24 @@
-"""Per-invocation execution context: suite, paths, device and memoized datasets."""
+"""Per-invocation execution context: suite, paths, device and the datasets in use."""
 
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 from transfer_bench.config import Suite
-from transfer_bench.data import ImageDataset, load_dataset, normalize
+from transfer_bench.data import ImageDataset, load_dataset
+from transfer_bench.devices import resolve_device
 from transfer_bench.errors import TransferBenchError
 from transfer_bench.training import TrainData
 
 Progress = Callable[[str], None]
 
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks cuda, then mps, then cpu."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(name)
+__all__ = ["Context", "Progress", "checkpoint_seconds_from_env", "resolve_device"]
 
 
 CHECKPOINT_ENV = "TRANSFER_BENCH_CHECKPOINT_SECONDS"
@@ -49,9 +42,20 @@ def checkpoint_seconds_from_env() -> float:
     return value
 
 
+#: datasets a process keeps loaded at once (a search and a transfer each need one); more are
+#: loaded again from the dataset cache when needed
+RESIDENT_DATASETS = 2
+
+
 @dataclass
 class Context:
-    """What a run needs besides its own config; datasets are loaded once per process.
+    """What a run needs besides its own config; datasets are loaded once and kept compact.
+
+    Each dataset is held once, as uint8 on the training device (``train_data``: on the CPU the
+    loaded tensors themselves; on a GPU a copy, after which the CPU copy is dropped), and at most
+    ``resident`` of them at a time, least recently used first out. So a process needs about the
+    uint8 size of the two datasets it works on (3,072 bytes per 32x32x3 image), not a float32
+    copy of every dataset the suite names.
 
     ``checkpoint_seconds``: at most one mid-training checkpoint per that many seconds (the latest
     epoch's state is also written when a training is interrupted); it does not change results."""
@@ -62,27 +66,45 @@ class Context:
     cache_dir: Path | None
     suite_hash: str = ""
     checkpoint_seconds: float = field(default_factory=checkpoint_seconds_from_env)
-    _datasets: dict[str, ImageDataset] = field(default_factory=dict, repr=False)
+    resident: int = RESIDENT_DATASETS
+    _datasets: OrderedDict[str, ImageDataset] = field(default_factory=OrderedDict, repr=False)
     _train_data: dict[str, TrainData] = field(default_factory=dict, repr=False)
 
     def dataset(self, name: str) -> ImageDataset:
-        if name not in self._datasets:
-            self._datasets[name] = load_dataset(
-                self.suite.datasets[name],
-                self.suite.input,
-                split_seed=self.suite.data_seed,
-                cache_dir=self.cache_dir,
-            )
-        return self._datasets[name]
+        if name in self._datasets:
+            self._datasets.move_to_end(name)
+            return self._datasets[name]
+        ds = load_dataset(
+            self.suite.datasets[name],
+            self.suite.input,
+            split_seed=self.suite.data_seed,
+            cache_dir=self.cache_dir,
+        )
+        self._datasets[name] = ds
+        while len(self._datasets) > max(1, self.resident):
+            old, _ = self._datasets.popitem(last=False)
+            self._train_data.pop(old, None)
+        return ds
 
     def train_data(self, name: str) -> TrainData:
+        ds = self.dataset(name)  # also marks it recently used
         if name not in self._train_data:
-            ds = self.dataset(name)
             dev = self.device
-            self._train_data[name] = TrainData(
-                x_train=normalize(ds.x_train, ds.mean, ds.std).to(dev),
+            data = TrainData(
+                x_train=ds.x_train.to(dev),
                 y_train=ds.y_train.to(dev),
-                x_test=normalize(ds.x_test, ds.mean, ds.std).to(dev),
+                x_test=ds.x_test.to(dev),
                 y_test=ds.y_test.to(dev),
+                mean=tuple(ds.mean),
+                std=tuple(ds.std),
             )
+            self._train_data[name] = data
+            if dev.type != "cpu":  # one copy: the dataset's tensors become the device's
+                self._datasets[name] = replace(
+                    ds,
+                    x_train=data.x_train,
+                    y_train=data.y_train,
+                    x_test=data.x_test,
+                    y_test=data.y_test,
+                )
         return self._train_data[name]

@@ -29,7 +29,7 @@ def scoring_batch(setup: SourceSetup, per_class: int) -> tuple[torch.Tensor, tor
         idx = order[y[order] == c][:per_class]
         picks.append(idx)
     idx = torch.cat(picks)
-    return setup.data.x_train[idx], y[idx]
+    return setup.data.train_images(idx), y[idx]
 
 
 def run_at_init(ctx: Context, run: Run, rd: RunDir, progress: Progress) -> list[int]:

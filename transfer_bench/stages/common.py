@@ -147,8 +147,8 @@ class SourceSetup:
 def source_setup(ctx: Context, run: Run, rd: RunDir) -> SourceSetup:
     suite = ctx.suite
     source = run.config["dataset"]["name"]
+    data = ctx.train_data(source)  # first: on a GPU it replaces the CPU copy of the dataset
     ds = ctx.dataset(source)
-    data = ctx.train_data(source)
     spe = data.steps_per_epoch(suite.train.batch_size)
     total = suite.train.total_iterations(spe)
     spec = suite.search_for(source)

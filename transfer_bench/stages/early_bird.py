@@ -82,7 +82,7 @@ def run_early_bird(ctx: Context, run: Run, rd: RunDir, progress: Progress) -> li
         masks0 = full_masks(model)
         if k == 0 and not rd.ticket_path(0).exists():
             setup.write_ticket(0, model.state_dict(), masks0)
-        example = setup.data.x_train[:1]
+        example = setup.data.train_images(torch.arange(1))
         feeding = conv_feeding_bn(model, example) if eb.mask == "bn_channel" else {}
         detectors = {f: EarlyBirdDetector(eb.window, eb.threshold) for f in eb.prune_fractions}
         chosen: dict[float, Masks] = {}

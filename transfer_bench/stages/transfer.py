@@ -67,8 +67,8 @@ def run_transfer(ctx: Context, run: Run, rd: RunDir, progress: Progress) -> list
     target = cfg["target"]["name"]
     control = cfg["control"]
     source = cfg.get("source")
+    data = ctx.train_data(target)  # first: on a GPU it replaces the CPU copy of the dataset
     ds = ctx.dataset(target)
-    data = ctx.train_data(target)
     opt_key = cfg["optimizer"]["key"]
     rd.write_config({**cfg, "seed": run.seed, "levels": list(run.levels), "data": ds.info})
     source_dir = ctx.suite_dir / cfg["source_run"] / f"seed_{run.seed}" if source else None

@@ -8,7 +8,9 @@ and optimizer state of pruned weights cannot reach it, and masking them cost ~10
 (fresh gradient buffers every step). Parameters whose mask keeps everything (level 0) are skipped.
 
 Data order is a pure function of ``order_seed`` and the epoch, so a run resumed at any iteration
-sees exactly the batches it would have seen without interruption.
+sees exactly the batches it would have seen without interruption. Images stay in their stored
+uint8 form; each batch is gathered, normalized, augmented and put in the model's memory layout on
+the training device (:class:`TrainData`), so a process holds one compact copy of each split.
 
 Checkpoints (``on_epoch``) are taken at epoch ends, at most one per ``checkpoint_every`` seconds:
 writing one costs ~19 ms for LeNet (model + Adam state, fsynced), 8% of a quickstart training when
@@ -31,23 +33,58 @@ from torch import nn
 
 from transfer_bench import faults
 from transfer_bench.config import OptimizerSpec, TrainSpec
+from transfer_bench.data.adapt import normalize
 from transfer_bench.pruning.masks import Masks
 from transfer_bench.training.augment import AUGMENTATIONS
 from transfer_bench.training.layout import to_channels_last
 from transfer_bench.training.optim import ELEMENTWISE, build_optimizer, lr_factor
+from transfer_bench.training.precision import resolve_precision
 
 
 @dataclass(frozen=True)
 class TrainData:
-    """Normalized float tensors, already on the training device."""
+    """A training and a test split on the training device, normalized batch by batch.
+
+    Images are stored as they were loaded: uint8 ``[N, C, H, W]`` with the per-channel ``mean`` and
+    ``std`` of the train split (in [0, 1] units), so a 32x32x3 image takes 3,072 bytes, not the
+    12,288 of a normalized float32 copy, and no split is ever copied whole. ``batch(x, rows)``
+    gathers rows and normalizes only them, with the same arithmetic as :func:`normalize`
+    (``(x / 255 - mean) / std``), so results equal those of normalizing whole splits up front. Float
+    images (``mean``/``std`` None) are used as they are (benchmarks, tests).
+    """
 
     x_train: torch.Tensor
     y_train: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
 
     def steps_per_epoch(self, batch_size: int) -> int:
         return math.ceil(len(self.y_train) / batch_size)
+
+    @property
+    def device(self) -> torch.device:
+        return self.x_train.device
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` (rows of either split) as the model sees it: float32, normalized."""
+        if x.dtype != torch.uint8:
+            return x
+        mean = self.mean if self.mean is not None else (0.0,) * x.shape[-3]
+        std = self.std if self.std is not None else (1.0,) * x.shape[-3]
+        return normalize(x, mean, std)
+
+    def train_images(self, rows: torch.Tensor) -> torch.Tensor:
+        """Training images ``rows`` (an index tensor on any device), prepared."""
+        return self.prepare(self.x_train.index_select(0, rows.to(self.x_train.device)))
+
+    def nbytes(self) -> int:
+        """Bytes held by the four tensors (what a process keeps per dataset)."""
+        return sum(t.numel() * t.element_size() for t in self._tensors())
+
+    def _tensors(self) -> tuple[torch.Tensor, ...]:
+        return (self.x_train, self.y_train, self.x_test, self.y_test)
 
 
 @dataclass
@@ -63,6 +100,8 @@ class TrainOutcome:
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
     diverged_at: int | None = None
+    precision: str = "fp32"  # the arithmetic used: "fp32" or "bf16" (autocast)
+    channels_last: bool = False
 
 
 class MaskEnforcer:
@@ -73,7 +112,11 @@ class MaskEnforcer:
         params = dict(model.named_parameters())
         names = sorted(n for n in masks if not bool(masks[n].all())) if masks else []
         self.params = [params[n] for n in names]
-        self.masks = [masks[n].to(params[n].device, params[n].dtype) for n in names]
+        # each mask takes its parameter's device, dtype and memory layout (channels_last), so the
+        # foreach multiplies stay on their fast path
+        self.masks = [
+            torch.empty_like(params[n]).copy_(masks[n].to(params[n].device)) for n in names
+        ]
         self.grads = grads
 
     @torch.no_grad()
@@ -109,14 +152,20 @@ def _uses_conv(model: nn.Module) -> bool:
 
 @torch.inference_mode()
 def evaluate(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int = 1000,
+    prepare: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[float, float]:
-    """(mean cross-entropy loss, accuracy) of ``model`` on ``x``, ``y``."""
+    """(mean cross-entropy loss, accuracy) of ``model`` on ``x``, ``y``; ``prepare`` turns each
+    slice of ``x`` into model input (:meth:`TrainData.prepare` for uint8 images)."""
     was_training = model.training
     model.eval()
     loss_sum, correct = 0.0, 0
     for i in range(0, len(y), batch_size):
-        out = model(x[i : i + batch_size])
+        xb = x[i : i + batch_size]
+        out = model(prepare(xb) if prepare is not None else xb)
         loss_sum += float(F.cross_entropy(out, y[i : i + batch_size], reduction="sum"))
         correct += int((out.argmax(1) == y[i : i + batch_size]).sum())
     model.train(was_training)
@@ -180,7 +229,8 @@ def train(
     layout_hooks = to_channels_last(model, device) if conv else []
     enforcer = MaskEnforcer(model, masks, grads=optimizer.name not in ELEMENTWISE)
     enforcer.mask_weights()
-    use_bf16 = spec.precision == "bf16" or (spec.precision == "auto" and device.type == "cuda")
+    precision = resolve_precision(spec.precision, device)
+    use_bf16 = precision == "bf16"
     forward = torch.compile(model) if spec.compile else model
     params = list(model.parameters())
     opt = build_optimizer(params, optimizer)
@@ -211,14 +261,12 @@ def train(
         while it < total:
             epoch, offset = divmod(it, spe)
             order = epoch_order(order_seed, epoch, n, device)
-            # one gather per epoch, then contiguous slices: cheaper than a gather per step
-            x_epoch = data.x_train.index_select(0, order)
-            y_epoch = data.y_train.index_select(0, order)
-            if conv:
-                x_epoch = x_epoch.contiguous(memory_format=torch.channels_last)
             for step in range(offset, min(spe, offset + total - it)):
-                xb = x_epoch[step * bs : (step + 1) * bs]
-                yb = y_epoch[step * bs : (step + 1) * bs]
+                # each batch is gathered from the stored (uint8) split and normalized on its own:
+                # no copy of the whole set per epoch (see TrainData)
+                rows = order[step * bs : (step + 1) * bs]
+                xb = data.train_images(rows)
+                yb = data.y_train.index_select(0, rows)
                 f = lr_factor(spec, it, spe)
                 if f != current_factor:
                     for g, lr in zip(opt.param_groups, base_lrs, strict=True):
@@ -226,6 +274,8 @@ def train(
                     current_factor = f
                 if spec.augment != "none":
                     xb = augment_batch(spec.augment, xb, spec.padding, order_seed, it)
+                if conv:  # after augmentation, whose gathers return the default layout
+                    xb = xb.contiguous(memory_format=torch.channels_last)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                     loss = F.cross_entropy(forward(xb), yb)
                 for p in params:  # opt.zero_grad(set_to_none=True) without its per-call overhead
@@ -254,7 +304,7 @@ def train(
             epoch_first_it = it
             if (it % spe == 0 and epoch_done % spec.eval_every == 0) or it >= total:
                 test_loss, test_acc = evaluate(
-                    model, data.x_test, data.y_test, spec.eval_batch_size
+                    model, data.x_test, data.y_test, spec.eval_batch_size, data.prepare
                 )
                 model.train()
                 history.append(
@@ -307,4 +357,6 @@ def train(
         seconds=time.perf_counter() - t0,
         history=history,
         diverged_at=diverged_at,
+        precision=precision,
+        channels_last=conv,
     )

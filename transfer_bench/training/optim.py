@@ -66,6 +66,30 @@ class _EagerInit:
 
     def load_state_dict(self, state_dict) -> None:
         _LOAD_STATE_DICT(self, state_dict)
+        match_param_layouts(self)
+
+
+def match_param_layouts(opt: torch.optim.Optimizer) -> None:
+    """Give every per-parameter state tensor (moments, momentum) its parameter's memory layout.
+
+    ``load_state_dict`` casts state to the parameter's device and dtype but keeps the layout it was
+    saved in. A checkpoint written in NCHW and resumed into a channels_last model would then pair
+    a weight with moments in another element order: fused Adam (``torch._fused_adam_``) walks both
+    as flat memory and updates each weight with another weight's moments. Copying into
+    ``empty_like(param)`` fixes the order; values are unchanged, so a resume stays bit-identical.
+    """
+    for group in opt.param_groups:
+        for p in group["params"]:
+            state = opt.state.get(p)
+            if not state:
+                continue
+            for key, value in state.items():
+                if (
+                    isinstance(value, torch.Tensor)
+                    and value.shape == p.shape
+                    and value.stride() != p.stride()
+                ):
+                    state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
 
 
 # ``SGD.step`` is wrapped in ``_use_grad_for_differentiable``, which imports torch._dynamo on every

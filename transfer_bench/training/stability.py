@@ -121,12 +121,14 @@ def linear_path_errors(
     points: int = 30,
     masks: Masks | None = None,
     batch_size: int = 1000,
+    prepare: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> list[tuple[float, float]]:
     """``[(alpha, error)]`` for ``points`` evenly spaced alphas in [0, 1] (ends included) of the
     network ``alpha * state_a + (1 - alpha) * state_b`` on ``x``, ``y``.
 
     ``masks`` (if given) are multiplied into the interpolated weights; for two masked endpoints with
-    the same mask this changes nothing. ``model`` is only a container: its own state is restored
+    the same mask this changes nothing. ``prepare`` turns slices of ``x`` into model input
+    (:meth:`TrainData.prepare` for uint8 images). ``model`` is only a container: its own state is restored
     afterwards. For BatchNorm models the running statistics are interpolated like every other float
     buffer and used as is (evaluation mode) -- a known approximation; recomputing them at each alpha
     on training data would be exact but is not done here.
@@ -139,7 +141,7 @@ def linear_path_errors(
             _load(model, interpolate_state(state_a, state_b, alpha), "linear_path_errors")
             if masks:
                 apply_masks_(model, masks)
-            _, acc = evaluate(model, x, y, batch_size)
+            _, acc = evaluate(model, x, y, batch_size, prepare)
             path.append((alpha, 1.0 - acc))
     finally:
         model.load_state_dict(saved)
@@ -213,6 +215,7 @@ def instability(
         points=points,
         masks=masks,
         batch_size=train_spec.eval_batch_size,
+        prepare=data.prepare,
     )
     end_errors = [path[-1][1], path[0][1]]  # copy 0 is alpha = 1, copy 1 is alpha = 0
     barrier = error_barrier(path)
