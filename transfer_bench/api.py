@@ -158,9 +158,10 @@ def write_suite_report(suite_dir: Path, suite) -> tuple[Path, Path | None]:
     summary of claims (else None)."""
     from transfer_bench.analysis.report import write_report
     from transfer_bench.runs.plan import plan as plan_runs
+    from transfer_bench.runs.plan import seeding_of
 
-    if suite_dir.is_dir():
-        save_plan(suite_dir, plan_runs(suite))
+    if suite_dir.is_dir():  # a folder made under an earlier seeding rule keeps its runs
+        save_plan(suite_dir, plan_runs(suite, seeding=seeding_of(suite_dir, suite)))
     path = write_report(
         suite_dir,
         suite_name=suite.name,

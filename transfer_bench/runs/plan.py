@@ -4,6 +4,11 @@ A run's id hashes only what it computes (sorted canonical JSON of its config wit
 sha256), never the seed (a subfolder) or the number of IMP levels, so a search can be extended with
 more levels and unrelated suite edits leave finished runs valid (OpenLTH's lesson, with sha256 and a
 machine-readable ``config.json`` written next to the results).
+
+The seeding rule (``seeding.SEEDING_VERSION``) is part of what a run computes, so it enters every
+run id: runs made under an earlier rule live in other folders and are never resumed or mixed in.
+Rule 1 (before the rule had a number) is the absence of the field, so ``plan(suite, seeding=1)``
+gives the ids of folders made then, which ``report`` uses to re-analyse them.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any, Literal
 
 from transfer_bench.config import Suite
 from transfer_bench.head_policy import head_action
+from transfer_bench.seeding import SEEDING_VERSION
 
 #: The run ids a suite plans now, written by ``run``; analysis leaves out folders of older plans.
 PLAN_FILE = "plan.json"
@@ -60,13 +66,27 @@ def _dump(model: Any) -> dict[str, Any]:
     return model.model_dump(mode="json", exclude_defaults=True)
 
 
-def _common(suite: Suite) -> dict[str, Any]:
-    return {
+def _check_seeding(seeding: int) -> int:
+    if not (isinstance(seeding, int) and 1 <= seeding <= SEEDING_VERSION):
+        raise ValueError(
+            f"seeding rule {seeding!r} is not one of 1..{SEEDING_VERSION}; pass a known rule"
+        )
+    return seeding
+
+
+def _versioned(fields: dict[str, Any], seeding: int) -> dict[str, Any]:
+    """``fields`` with the seeding rule; rule 1 adds nothing (its runs were hashed without it)."""
+    return fields if _check_seeding(seeding) == 1 else {**fields, "seeding": seeding}
+
+
+def _common(suite: Suite, seeding: int) -> dict[str, Any]:
+    common = {
         "schema": SCHEMA_VERSION,
         "model": _dump(suite.model),
         "input": _dump(suite.input),
         "data_seed": suite.data_seed,
     }
+    return _versioned(common, seeding)
 
 
 def _optimizer(suite: Suite, key: str) -> dict[str, Any]:
@@ -79,7 +99,7 @@ def _train(suite: Suite) -> dict[str, Any]:
     return t
 
 
-def search_config(suite: Suite, source: str) -> dict[str, Any]:
+def search_config(suite: Suite, source: str, *, seeding: int = SEEDING_VERSION) -> dict[str, Any]:
     spec = suite.search_for(source)
     search = _dump(spec)
     for k in ("levels", "sources", "per_source", "optimizer"):
@@ -87,7 +107,7 @@ def search_config(suite: Suite, source: str) -> dict[str, Any]:
     search["method"] = spec.method
     return {
         "kind": "search",
-        **_common(suite),
+        **_common(suite, seeding),
         "dataset": {"name": source, **_dump(suite.datasets[source])},
         "train": _train(suite),
         "optimizer": _optimizer(suite, suite.search_optimizer(source)),
@@ -110,13 +130,14 @@ def _head_fields(suite: Suite, source: str, target: str) -> dict[str, Any]:
     return {"head_action": action} if action == "reinit" else {}
 
 
-def plan(suite: Suite) -> list[Run]:
-    """All runs of ``suite`` in dependency order (searches first)."""
+def plan(suite: Suite, *, seeding: int = SEEDING_VERSION) -> list[Run]:
+    """All runs of ``suite`` in dependency order (searches first), with the run ids of seeding rule
+    ``seeding`` (the current one unless re-analysing older results)."""
     runs: list[Run] = []
     search_ids: dict[str, str] = {}
     all_levels = tuple(range(suite.search.num_levels + 1))
     for source in suite.search.sources:
-        cfg = search_config(suite, source)
+        cfg = search_config(suite, source, seeding=seeding)
         rid = f"search-{canonical_hash(cfg)}"
         search_ids[source] = rid
         runs += [Run("search", rid, s, cfg, all_levels) for s in suite.seeds]
@@ -124,7 +145,7 @@ def plan(suite: Suite) -> list[Run]:
         st = suite.stability
         for source in suite.search.sources:
             cfg = {
-                **search_config(suite, source),
+                **search_config(suite, source, seeding=seeding),
                 "kind": "stability",
                 "source_run": search_ids[source],
                 "stability": {"rewind_points": list(st.rewind_points), "points": st.points},
@@ -142,7 +163,7 @@ def plan(suite: Suite) -> list[Run]:
         for opt in suite.transfer_optimizers:
             base = {
                 "kind": "transfer",
-                **_common(suite),
+                **_common(suite, seeding),
                 "target": tgt,
                 "train": _train(suite),
                 "optimizer": _optimizer(suite, opt),
@@ -175,8 +196,18 @@ def plan(suite: Suite) -> list[Run]:
     return runs
 
 
-def suite_hash(suite: Suite) -> str:
-    """Hash of what the suite computes (``track:`` only says where metrics are logged)."""
-    return canonical_hash(
-        suite.model_dump(mode="json", exclude_defaults=True, exclude={"track"}), 16
-    )
+def suite_hash(suite: Suite, *, seeding: int = SEEDING_VERSION) -> str:
+    """Hash of what the suite computes under seeding rule ``seeding`` (``track:`` only says where
+    metrics are logged)."""
+    dumped = suite.model_dump(mode="json", exclude_defaults=True, exclude={"track"})
+    return canonical_hash(_versioned(dumped, seeding), 16)
+
+
+def seeding_of(suite_dir: Path, suite: Suite) -> int:
+    """The seeding rule ``suite``'s results in ``suite_dir`` were made under: the newest rule with
+    a run folder there (the current rule for a folder without runs). Why: ``report`` re-plans the
+    suite, and a folder made under an earlier rule must keep its own runs, not lose them all."""
+    for seeding in range(SEEDING_VERSION, 0, -1):
+        if any((Path(suite_dir) / r.run_id).is_dir() for r in plan(suite, seeding=seeding)):
+            return seeding
+    return SEEDING_VERSION

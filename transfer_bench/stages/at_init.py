@@ -22,7 +22,7 @@ from transfer_bench.stages.common import SourceSetup, source_setup, train_level
 def scoring_batch(setup: SourceSetup, per_class: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``per_class`` seeded training examples of every class (Synaptic-Flow: 10 x classes)."""
     y = setup.data.y_train
-    g = generator(setup.run.seed, "scoring-batch", setup.source)
+    g = generator(setup.run.seed, "scoring-batch", setup.data_id)
     order = torch.randperm(len(y), generator=g).to(y.device)
     picks = []
     for c in range(setup.ds.num_classes):
@@ -54,7 +54,7 @@ def run_at_init(ctx: Context, run: Run, rd: RunDir, progress: Progress) -> list[
             data=data,
             scope=spec.scope,
             rounds=spec.rounds if spec.method == "synflow" else None,
-            generator=generator(run.seed, "prune-at-init", spec.method, setup.source),
+            generator=generator(run.seed, "prune-at-init", spec.method, setup.data_id),
         )
         for lv in missing:
             masks = by_density[float(spec.densities[lv - 1])]

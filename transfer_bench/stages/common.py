@@ -24,7 +24,7 @@ from transfer_bench.pruning import Masks, density
 from transfer_bench.runs.context import Context, Progress
 from transfer_bench.runs.plan import Run
 from transfer_bench.runs.store import RunDir, load_checkpoint, save_checkpoint, save_tensors
-from transfer_bench.seeding import derive_seed
+from transfer_bench.seeding import SEEDING_VERSION, data_identity, derive_seed, order_seed
 from transfer_bench.tickets import (
     Ticket,
     apply_ticket,
@@ -38,13 +38,15 @@ from transfer_bench.training import TrainData, TrainOutcome, train
 def outcome_record(
     ctx: Context, run: Run, level: int, dens: float, outcome: TrainOutcome, **fields: Any
 ) -> dict:
-    """The flat ``result.json`` record shared by search and transfer runs."""
+    """The flat ``result.json`` record shared by search and transfer runs (``fields`` carry the
+    training's ``order_seed``: equal values mean the same batches and augmentation)."""
     return {
         "suite": ctx.suite.name,
         "run_id": run.run_id,
         "level": level,
         "density": dens,
         "seed": run.seed,
+        "seeding": SEEDING_VERSION,
         "test_accuracy": outcome.test_accuracy,
         "best_test_accuracy": outcome.best_test_accuracy,
         "final_train_loss": outcome.final_train_loss,
@@ -79,7 +81,11 @@ def ticket_facts(ticket: Ticket, source: str) -> dict[str, Any]:
 
 @dataclass
 class SourceSetup:
-    """The source dataset, its training tensors and the run's fixed choices."""
+    """The source dataset, its training tensors and the run's fixed choices.
+
+    ``data_id`` is the source's :func:`~transfer_bench.seeding.data_identity`; ``order_seed``, from
+    it and the seed, is the one a transfer on the same data uses too.
+    """
 
     ctx: Context
     run: Run
@@ -90,6 +96,7 @@ class SourceSetup:
     steps_per_epoch: int
     total: int
     rewind: int
+    data_id: str
     order_seed: int
     probe: nn.Module
     meta_base: dict[str, Any]
@@ -140,6 +147,7 @@ class SourceSetup:
             source_optimizer=opt,
             control=self.spec.method,
             num_classes=self.ds.num_classes,
+            order_seed=self.order_seed,
             **fields,
         )
 
@@ -158,6 +166,7 @@ def source_setup(ctx: Context, run: Run, rd: RunDir) -> SourceSetup:
             f"search.rewind: rewind point {k} iterations is not before the end of training "
             f"({total} iterations on {source}); use a smaller rewind"
         )
+    data_id = data_identity(ds.info)
     setup = SourceSetup(
         ctx=ctx,
         run=run,
@@ -168,7 +177,8 @@ def source_setup(ctx: Context, run: Run, rd: RunDir) -> SourceSetup:
         steps_per_epoch=spe,
         total=total,
         rewind=k,
-        order_seed=derive_seed(run.seed, "order", "search", source),
+        data_id=data_id,
+        order_seed=order_seed(run.seed, data_id),
         probe=None,  # type: ignore[arg-type]
         meta_base={},
         spec=spec,
@@ -190,6 +200,7 @@ def source_setup(ctx: Context, run: Run, rd: RunDir) -> SourceSetup:
         },
         "rewind": k,
         "seed": run.seed,
+        "seeding": SEEDING_VERSION,
         "suite": {"name": suite.name, "hash": ctx.suite_hash},
         "run_id": run.run_id,
     }

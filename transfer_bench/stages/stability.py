@@ -6,6 +6,7 @@ schedule with different data orders, and record the error barrier along the line
 them (``points`` evenly spaced, stable = barrier < 2%). The weights at k are recomputed by training
 the dense network (same init and data order as the search) for k iterations, which is exactly the
 search's own trajectory. Results go to ``level_L/rewind_<k>/result.json`` (kind ``stability``).
+The two copies' data orders are seeded by the source's training rows, not its name in the suite.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from transfer_bench.pruning import density, full_masks
 from transfer_bench.runs.context import Context, Progress
 from transfer_bench.runs.plan import Run
 from transfer_bench.runs.store import RunDir
-from transfer_bench.seeding import derive_seed
+from transfer_bench.seeding import SEEDING_VERSION, derive_seed
 from transfer_bench.stages.common import SourceSetup, source_setup
 from transfer_bench.tickets import load_ticket
 from transfer_bench.training import train
@@ -66,8 +67,8 @@ def run_stability(ctx: Context, run: Run, rd: RunDir, progress: Progress) -> lis
                 suite.train,
                 suite.optimizers[suite.search_optimizer(setup.source)],
                 seeds=(
-                    derive_seed(run.seed, "stability", setup.source, 0),
-                    derive_seed(run.seed, "stability", setup.source, 1),
+                    derive_seed(run.seed, "stability", setup.data_id, 0),
+                    derive_seed(run.seed, "stability", setup.data_id, 1),
                 ),
                 start_iteration=k,
                 points=points,
@@ -87,6 +88,7 @@ def run_stability(ctx: Context, run: Run, rd: RunDir, progress: Progress) -> lis
                     "level": level,
                     "density": density(masks),
                     "seed": run.seed,
+                    "seeding": SEEDING_VERSION,
                     "rewind": k,
                     "test_accuracy": 1.0 - sum(result["end_errors"]) / 2,
                     **result,

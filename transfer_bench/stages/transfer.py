@@ -13,7 +13,10 @@ randomly initialized"). Every result records the policy and the action taken. Co
 - ``dense``: the unpruned network from the search's init seed, trained on the target.
 
 Target training always runs the full target schedule from iteration 0 with the target optimizer,
-which may differ from the source's.
+which may differ from the source's. Its data order and augmentation are seeded by the target's
+training rows (``seeding.order_seed``), so every arm on a target, and a search on the same data,
+sees the same batches; the head and control draws are seeded by the source's and the target's rows
+too, never by their names in the suite.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from transfer_bench.pruning import apply_masks_, density, random_global, shuffle
 from transfer_bench.runs.context import Context, Progress
 from transfer_bench.runs.plan import Run
 from transfer_bench.runs.store import RunDir, load_checkpoint, read_json, save_checkpoint
-from transfer_bench.seeding import derive_seed, generator
+from transfer_bench.seeding import data_identity, derive_seed, generator, order_seed
 from transfer_bench.stages.common import outcome_record
 from transfer_bench.tickets import apply_ticket, load_ticket
 from transfer_bench.tickets.apply import head_mismatch
@@ -70,6 +73,8 @@ def run_transfer(ctx: Context, run: Run, rd: RunDir, progress: Progress) -> list
     data = ctx.train_data(target)  # first: on a GPU it replaces the CPU copy of the dataset
     ds = ctx.dataset(target)
     opt_key = cfg["optimizer"]["key"]
+    target_id = data_identity(ds.info)
+    seed_of_order = order_seed(run.seed, target_id)
     rd.write_config({**cfg, "seed": run.seed, "levels": list(run.levels), "data": ds.info})
     source_dir = ctx.suite_dir / cfg["source_run"] / f"seed_{run.seed}" if source else None
 
@@ -98,16 +103,17 @@ def run_transfer(ctx: Context, run: Run, rd: RunDir, progress: Progress) -> list
             continue
         else:
             ticket = load_ticket(RunDir(source_dir).ticket_path(level))
+            source_id = data_identity(ticket.meta["source"]["data"])
             model = build(derive_seed(run.seed, "init"))
             head = _head_mode(cfg, ticket, model)
             masks = apply_ticket(
                 ticket,
                 model,
                 head=head,
-                generator=generator(run.seed, "head", source, target, level),
+                generator=generator(run.seed, "head", source_id, target_id, level),
             )
             if control in FRESH_INIT_CONTROLS:
-                rng = generator(run.seed, control, source, target, level)
+                rng = generator(run.seed, control, source_id, target_id, level)
                 if control == "shuffle_layerwise":
                     masks = shuffle_layerwise(masks, rng)
                 elif control == "random_global":
@@ -136,7 +142,7 @@ def run_transfer(ctx: Context, run: Run, rd: RunDir, progress: Progress) -> list
             suite.train,
             suite.optimizers[opt_key],
             masks,
-            order_seed=derive_seed(run.seed, "order", "transfer", target),
+            order_seed=seed_of_order,
             resume=load_checkpoint(ckpt),
             on_epoch=lambda state, ckpt=ckpt: save_checkpoint(ckpt, state),
             on_progress=on_progress,
@@ -158,6 +164,7 @@ def run_transfer(ctx: Context, run: Run, rd: RunDir, progress: Progress) -> list
                 source_optimizer=suite.search_optimizer(source) if source else None,
                 control=control,
                 num_classes=ds.num_classes,
+                order_seed=seed_of_order,
                 **head_record,
             ),
         )
