@@ -188,6 +188,7 @@ def dispatch(
     address: str | None = None,
     cpus_per_run: float = 1,
     gpus_per_run: float = 0,
+    runs_per_gpu: int = 1,
 ):
     """Run the plan with ``executor`` (auto, sequential, local or ray), reporting ``RunEvent``s."""
     # lazy: the executors import torch and every stage; `import transfer_bench.api` stays light
@@ -204,6 +205,7 @@ def dispatch(
         address=address,
         cpus_per_run=cpus_per_run,
         gpus_per_run=gpus_per_run,
+        runs_per_gpu=runs_per_gpu,
     )
 
 
@@ -218,6 +220,7 @@ def run_prepared(
     address: str | None = None,
     cpus_per_run: float = 1,
     gpus_per_run: float = 0,
+    runs_per_gpu: int = 1,
 ) -> SuiteRunSummary:
     """Execute a prepared suite; see ``run_suite``. ``progress`` is a mode name or a display
     object from ``progress.make_progress``. Trackers: the suite's ``track:`` plus ``track``."""
@@ -245,6 +248,7 @@ def run_prepared(
                 address=address,
                 cpus_per_run=cpus_per_run,
                 gpus_per_run=gpus_per_run,
+                runs_per_gpu=runs_per_gpu,
             )
     finally:
         for t in trackers:

@@ -62,7 +62,11 @@ def fingerprint(device: torch.device | str = "cpu") -> dict[str, Any]:
     name = str(dev)
     if dev.type == "cuda" and torch.cuda.is_available():
         name = f"cuda ({torch.cuda.get_device_name(dev)})"
-    return {**_static(), "device": name, "threads": torch.get_num_threads()}
+    record = {**_static(), "device": name, "threads": torch.get_num_threads()}
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:  # which GPU(s) a pool or Ray worker was given
+        record["visible_gpus"] = visible
+    return record
 
 
 def build_of(record: Mapping[str, Any]) -> tuple:

@@ -209,7 +209,7 @@ class PlainProgress:
                 f"{counts.runs_done}/{counts.runs_total}, time left "
                 f"~{_duration(counts.seconds_left())}"
             )
-        elif e.kind in ("warning", "error"):
+        elif e.kind in ("warning", "error", "info"):
             print(f"{e.kind}: {e.key} {e.message}".strip(), file=sys.stderr, flush=True)
 
 
@@ -261,7 +261,7 @@ class RichProgress:
             p.update(task, status=e.message)
         elif e.kind in ("finish", "skip"):
             p.update(task, completed=counts.runs_done)
-        elif e.kind in ("warning", "error"):
+        elif e.kind in ("warning", "error", "info"):
             self._err.print(f"{e.kind}: {e.key} {e.message}".strip(), markup=False)
 
 

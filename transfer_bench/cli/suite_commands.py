@@ -83,6 +83,7 @@ def plan(
 
     if executor not in ("auto", "sequential", "local", "ray"):
         raise TransferBenchError(f"--executor {executor!r}: use auto, sequential, local or ray")
+    _check_counts(workers=workers)
     suite, ctx, runs = _context(suite_path, results, device, None, scale)
     table = Table(title=f"{suite.name}: {len(runs)} runs")
     for col in ("#", "kind", "run", "seed", "levels", "folder", "status"):
@@ -168,7 +169,13 @@ def run(
         str | None, typer.Option(help="ray: auto or HOST:PORT (default: a local Ray).")
     ] = None,
     cpus_per_run: Annotated[float, typer.Option(help="ray: CPUs (= torch threads) per run.")] = 1,
-    gpus_per_run: Annotated[float, typer.Option(help="ray: GPUs per run (0.5 shares one).")] = 0,
+    gpus_per_run: Annotated[
+        float,
+        typer.Option(help="ray: GPUs per run (0.5 shares one; 0 = 1 when the cluster has GPUs)."),
+    ] = 0,
+    runs_per_gpu: Annotated[
+        int, typer.Option(help="local on GPUs: workers per GPU (each pinned to one GPU).")
+    ] = 1,
     check_determinism: Annotated[
         bool,
         typer.Option(
@@ -202,6 +209,7 @@ def run(
     from transfer_bench.tracking import parse_trackers
 
     check_executor(executor)
+    _check_counts(workers=workers, runs_per_gpu=runs_per_gpu)
     display = make_progress("none" if quiet else progress, console, err_console)
     trackers = parse_trackers(track or ())
     p = prepare(suite_path, results, device=device, cache_dir=cache_dir, scale=scale)
@@ -217,6 +225,7 @@ def run(
             address=address,
             cpus_per_run=cpus_per_run,
             gpus_per_run=gpus_per_run,
+            runs_per_gpu=runs_per_gpu,
         )
     except KeyboardInterrupt as stop:
         what = "terminated" if isinstance(stop, Terminated) else "interrupted"
@@ -244,6 +253,14 @@ def run(
         console.print(f"report: {path}")
     if check_determinism:
         _check_determinism(p.ctx, p.runs)
+
+
+def _check_counts(**counts: int | None) -> None:
+    """Whole-number options (``--workers``, ``--runs-per-gpu``) are >= 1, or a one-line error."""
+    for name, value in counts.items():
+        if value is not None and value < 1:
+            flag = "--" + name.replace("_", "-")
+            raise TransferBenchError(f"{flag} {value}: use a whole number >= 1")
 
 
 def _check_determinism(ctx, runs) -> None:

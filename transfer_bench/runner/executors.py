@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from transfer_bench.config import Suite
+from transfer_bench.devices import visible_gpus
 from transfer_bench.errors import TransferBenchError
 from transfer_bench.runner.execute import ExecutionSummary, execute, is_complete
 from transfer_bench.runner.outcomes import RunEvent
@@ -28,14 +29,19 @@ def check_executor(executor: str | None) -> str:
     return executor
 
 
-def resolve_executor(executor: str, device: str, todo: int, cores: int | None = None) -> str:
-    """``auto``: the process pool (one 1-thread worker per core) on a CPU with >= 2 cores and >= 2
-    runs to do, else sequential. Two 1-thread processes train LeNet-size models ~1.6x faster than
-    one 2-thread process and conv nets no slower (perf lab, section 6); a GPU gets one process.
-    Results depend on threads per run (recorded in every result), not on the executor."""
+def resolve_executor(
+    executor: str, device: str, todo: int, cores: int | None = None, gpus: int = 0
+) -> str:
+    """``auto``: the process pool on a CPU with >= 2 cores (one 1-thread worker per core) or on
+    >= 2 GPUs (one worker per GPU) when >= 2 runs are to do, else sequential. Two 1-thread
+    processes train LeNet-size models ~1.6x faster than one 2-thread process and conv nets no
+    slower (perf lab, section 6); one GPU gets one process. Results depend on threads per run
+    (recorded in every result), not on the executor."""
     if executor != "auto":
         return executor
     cores = cores or os.cpu_count() or 1
+    if device == "cuda":
+        return "local" if gpus >= 2 and todo >= 2 else "sequential"
     return "local" if device == "cpu" and cores >= 2 and todo >= 2 else "sequential"
 
 
@@ -51,16 +57,20 @@ def run_plan(
     address: str | None = None,
     cpus_per_run: float = 1,
     gpus_per_run: float = 0,
+    runs_per_gpu: int = 1,
 ) -> ExecutionSummary:
     """Run ``runs`` with ``executor``; ``device`` is as asked for (``auto``, ``cpu``, ...), for
     worker processes to resolve themselves."""
     check_executor(executor)
     if executor == "auto":
         todo = sum(1 for r in runs if not is_complete(r, ctx.suite_dir))
-        executor = resolve_executor(executor, ctx.device.type, todo)
+        gpus = len(visible_gpus()) if ctx.device.type == "cuda" else 0
+        executor = resolve_executor(executor, ctx.device.type, todo, gpus=gpus)
     common: dict[str, Any] = dict(device=device, cache_dir=ctx.cache_dir, on_event=on_event)
     if executor == "local":
-        return execute_pool(suite, ctx.suite_dir, runs, workers=workers, **common)
+        return execute_pool(
+            suite, ctx.suite_dir, runs, workers=workers, runs_per_gpu=runs_per_gpu, **common
+        )
     if executor == "ray":
         return execute_ray(
             suite,

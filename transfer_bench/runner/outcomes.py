@@ -19,7 +19,7 @@ from transfer_bench.errors import TransferBenchError
 from transfer_bench.runner.execute import ExecutionSummary, is_complete
 from transfer_bench.runs.plan import Run
 
-EventKind = Literal["skip", "queued", "start", "status", "finish", "error", "warning"]
+EventKind = Literal["skip", "queued", "start", "status", "finish", "error", "warning", "info"]
 
 
 @dataclass(frozen=True)

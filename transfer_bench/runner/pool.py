@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from transfer_bench.config import Suite, load_suite, parse_suite
+from transfer_bench.devices import gpu_slots, visible_gpus
 from transfer_bench.errors import TransferBenchError
 from transfer_bench.runner.execute import ExecutionSummary, execute
 from transfer_bench.runner.outcomes import OnEvent, Outcomes, RunEvent
@@ -183,12 +184,18 @@ def _cwd() -> str:
         return ""
 
 
-def _init_worker(threads: int, parent: int, environ: dict[str, str], cwd: str) -> None:
+def _init_worker(
+    threads: int, parent: int, environ: dict[str, str], cwd: str, gpu_queue: Any = None
+) -> None:
     """Pool-process initializer: die with the parent, take its environment and working directory
-    (a forked worker would otherwise have the fork server's), set the thread count."""
+    (a forked worker would otherwise have the fork server's), set the thread count, and with
+    ``gpu_queue`` (a queue of ``CUDA_VISIBLE_DEVICES`` values) take one GPU for this worker's
+    life, before anything in it starts CUDA."""
     _init_helper(parent)
     os.environ.clear()
     os.environ.update(environ)
+    if gpu_queue is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu_queue.get(timeout=60)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(threads)
     try:
@@ -210,12 +217,26 @@ def _pool_task(spec: WorkerSpec, run: Run, events: Any) -> tuple[bool, float]:
     return trained, t0
 
 
-def check_workers(workers: int | None, todo: int, cores: int, emit: OnEvent) -> int:
-    """Validated worker count: default cores, at most the number of runs to compute."""
+def check_workers(
+    workers: int | None, todo: int, cores: int, emit: OnEvent, gpu_slots: int | None = None
+) -> int:
+    """Validated worker count: default cores (GPU workers: one per GPU slot), at most the number
+    of runs to compute, and never more GPU workers than slots."""
     if workers is None:
-        workers = cores
+        workers = cores if gpu_slots is None else gpu_slots
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise TransferBenchError(f"--workers {workers!r}: use a whole number >= 1")
+    if gpu_slots is not None:
+        if workers > gpu_slots:
+            emit(
+                RunEvent(
+                    "warning",
+                    "",
+                    message=f"{workers} workers but {gpu_slots} GPU slot(s) (GPUs x "
+                    f"--runs-per-gpu): running {gpu_slots}",
+                )
+            )
+        return max(1, min(workers, gpu_slots, todo))
     if workers > cores and todo > cores:
         emit(
             RunEvent(
@@ -248,17 +269,28 @@ def execute_pool(
     device: str = "cpu",
     cache_dir: str | Path | None = None,
     on_event: OnEvent | None = None,
+    runs_per_gpu: int = 1,
+    gpus: list[str] | None = None,
 ) -> ExecutionSummary:
     """Execute ``runs`` in up to ``workers`` local processes, each run after its dependencies.
 
     Dependencies outside ``runs`` are not waited for (as in ``execute``). On the first failure no
     new run is started; runs already running finish, then the failure is raised with its run key
     (a ``TransferBenchError`` keeps its class and stays one line).
+
+    On GPUs (``device`` ``auto`` or ``cuda`` where GPUs are visible; ``gpus`` overrides which, as
+    ``CUDA_VISIBLE_DEVICES`` entries) each worker is pinned to one GPU for its life, round-robin,
+    ``runs_per_gpu`` workers per GPU, and there are no more workers than that; each sees its GPU as
+    ``cuda:0``. Without GPUs workers are 1-thread CPU processes, one per core by default.
     """
     t_start = time.perf_counter()
     emit = on_event or (lambda e: None)
     cores = available_cores()
-    check_workers(workers, 1, cores, lambda e: None)  # bad --workers fails before any work
+    slots = gpu_slots(device, visible_gpus() if gpus is None else list(gpus), runs_per_gpu)
+    n_slots = len(slots) if slots is not None else None
+    check_workers(workers, 1, cores, lambda e: None, n_slots)  # bad --workers fails first
+    if slots is not None and device.startswith("cuda"):
+        device = "cuda"  # each worker sees only its own GPU, as cuda:0
     spec = worker_spec(suite_path_or_suite, suite_dir, device, cache_dir)
     sdir = Path(spec.suite_dir)
     out = Outcomes(emit)
@@ -268,7 +300,7 @@ def execute_pool(
         out.summary.seconds = time.perf_counter() - t_start
         return out.summary
 
-    workers = check_workers(workers, len(pending), cores, emit)
+    workers = check_workers(workers, len(pending), cores, emit, n_slots)
     threads = max(1, cores // workers)
     ctx = process_context()
     by_key = {r.key: r for r in pending}
@@ -296,11 +328,24 @@ def execute_pool(
         manager.start(_init_helper, (os.getpid(),))
     try:
         events = manager.Queue()
+        gpu_queue = None
+        if slots is not None:
+            gpu_queue = manager.Queue()
+            for gpu in slots[:workers]:
+                gpu_queue.put(gpu)
+            emit(
+                RunEvent(
+                    "info",
+                    "",
+                    message=f"{workers} worker(s) on GPU(s) {', '.join(slots[:workers])} "
+                    "(CUDA_VISIBLE_DEVICES per worker)",
+                )
+            )
         pool = ProcessPoolExecutor(
             max_workers=workers,
             mp_context=ctx,
             initializer=_init_worker,
-            initargs=(threads, os.getpid(), dict(os.environ), _cwd()),
+            initargs=(threads, os.getpid(), dict(os.environ), _cwd(), gpu_queue),
         )
         try:
             while pending or running:

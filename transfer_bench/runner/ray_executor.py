@@ -81,6 +81,27 @@ def _ray_task(spec: WorkerSpec, run: Run, threads: int, *deps: dict[str, Any]) -
     return {"key": run.key, "error": None, "trained": trained, "start": t0, "end": time.time()}
 
 
+def gpus_per_run(device: str, asked: float, cluster_gpus: float) -> float:
+    """GPUs each Ray task reserves: ``asked`` if > 0; else 1 when the device is ``auto`` or
+    ``cuda`` and the cluster has GPUs, since Ray hides GPUs from tasks that reserve none (they
+    would train on the CPU without a word); else 0. A CUDA device on a cluster without GPUs is a
+    one-line error."""
+    base = device.partition(":")[0]
+    if base == "cuda" and cluster_gpus <= 0:
+        raise TransferBenchError(
+            f"--device {device}: the Ray cluster reports no GPUs; start its nodes with GPUs "
+            "(`ray start --num-gpus N`) or use --device cpu"
+        )
+    if asked > 0:
+        if asked > cluster_gpus and base in ("auto", "cuda"):
+            raise TransferBenchError(
+                f"--gpus-per-run {asked:g}: the Ray cluster has {cluster_gpus:g} GPU(s); ask "
+                "for at most that many"
+            )
+        return asked
+    return 1.0 if base in ("auto", "cuda") and cluster_gpus > 0 else 0.0
+
+
 def _connect(ray: Any, address: str | None, num_cpus: int | None) -> bool:
     """Connect to (or start) Ray; True if this call started it and must shut it down."""
     if ray.is_initialized():
@@ -122,7 +143,9 @@ def execute_ray(
     ``"auto"`` or ``"HOST:PORT"`` joins a running cluster (``ray start --head``). If Ray is already
     initialized in this process, that instance is used and left running. Each run reserves
     ``num_cpus_per_run`` CPUs (its torch thread count) and ``num_gpus_per_run`` GPUs (fractions
-    pack several runs on one GPU). Returns what was trained and skipped, like ``execute``.
+    pack several runs on one GPU; 0 = one GPU per run when the device is ``auto`` or ``cuda`` and
+    the cluster has GPUs, see ``gpus_per_run``). Returns what was trained and skipped, like
+    ``execute``.
     """
     t_start = time.perf_counter()
     emit = on_event or (lambda e: None)
@@ -132,12 +155,8 @@ def execute_ray(
             f"Ray resources: cpus per run {num_cpus_per_run}, gpus per run {num_gpus_per_run}, "
             f"retries {max_retries}; use cpus > 0, gpus >= 0 and retries >= 0"
         )
-    if device.startswith("cuda") and num_gpus_per_run <= 0:
-        raise TransferBenchError(
-            f"--device {device} with Ray needs GPUs per run > 0 (--gpus-per-run 1, or 0.5 to "
-            "share a GPU between two runs); Ray hides GPUs from tasks that reserve none"
-        )
-    spec = worker_spec(suite_path_or_suite, suite_dir, device, cache_dir)
+    worker_device = "cuda" if device.startswith("cuda") else device  # a task sees its GPUs only
+    spec = worker_spec(suite_path_or_suite, suite_dir, worker_device, cache_dir)
     outcomes = Outcomes(emit)
     todo = outcomes.to_compute(runs, Path(spec.suite_dir))
     if not todo:
@@ -145,6 +164,23 @@ def execute_ray(
         return outcomes.summary
 
     owns = _connect(ray, address, num_cpus)
+    try:
+        cluster_gpus = float(ray.cluster_resources().get("GPU", 0))
+        asked = num_gpus_per_run
+        num_gpus_per_run = gpus_per_run(device, asked, cluster_gpus)
+    except BaseException:
+        if owns:
+            ray.shutdown()
+        raise
+    if num_gpus_per_run != asked:
+        emit(
+            RunEvent(
+                "info",
+                "",
+                message=f"the Ray cluster has {cluster_gpus:g} GPU(s): each run reserves "
+                f"{num_gpus_per_run:g} (--gpus-per-run to change)",
+            )
+        )
     threads = max(1, int(num_cpus_per_run))
     task = ray.remote(_ray_task)
     by_key = {r.key: r for r in todo}
