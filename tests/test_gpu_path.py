@@ -8,6 +8,7 @@ Each test fails without its fix (see the module each one names). The CUDA-only c
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import subprocess
@@ -433,3 +434,46 @@ def test_cuda_without_a_gpu_is_one_line():
     with pytest.raises(TransferBenchError, match="no CUDA GPU is visible here") as err:
         check_device("cuda")
     assert "--device cpu" in str(err.value) and "\n" not in str(err.value)
+
+
+# ----------------------------------------------- plan on GPUs (runner/calibrate.py, estimate.py)
+
+
+def test_calibration_key_names_the_gpu_model_and_the_training_settings(monkeypatch):
+    from transfer_bench.runner import calibrate
+    from transfer_bench.runner.calibrate import Workload
+
+    w = Workload("vgg19", (), 10, 3, 32, 128, (("lr", 0.1), ("name", "sgd")))
+    names = iter(["cuda (NVIDIA H200)", "cuda (Tesla V100-SXM2-16GB)"])
+    monkeypatch.setattr(
+        calibrate, "fingerprint", lambda device: {"cpu": "x", "cores": 8, "device": next(names)}
+    )
+    assert calibrate._key(w, "cuda", 1, 1) != calibrate._key(w, "cuda", 1, 1)
+    monkeypatch.setattr(calibrate, "fingerprint", lambda device: {"device": "cuda (A100)"})
+    keys = {
+        calibrate._key(w, "cuda", 1, 1),
+        calibrate._key(dataclasses.replace(w, precision="bf16"), "cuda", 1, 1),
+        calibrate._key(dataclasses.replace(w, channels_last="on"), "cuda", 1, 1),
+    }
+    assert len(keys) == 3
+
+
+def test_wall_estimate_counts_gpu_slots(monkeypatch, tmp_path: Path):
+    from transfer_bench.runner import estimate
+    from transfer_bench.runner.calibrate import StepCost
+    from transfer_bench.runs.context import Context
+
+    suite = parse_suite({**SUITE, "seeds": list(range(8))})
+    ctx = Context(suite, tmp_path / "res", torch.device("cuda"), None)
+    monkeypatch.setattr(estimate, "visible_gpus", lambda: ["0", "1", "2", "3"])
+    monkeypatch.setattr(
+        estimate, "calibrated", lambda ws, *a: {w: StepCost(0.01, 1e-5, 0.0) for w in ws}
+    )
+    runs = plan(suite)
+    local = estimate.wall_estimate(ctx, runs, "auto", None)
+    assert (local.executor, local.workers) == ("local", 4)  # one worker per GPU
+    assert estimate.wall_estimate(ctx, runs, "local", None, runs_per_gpu=2).workers == 8
+    assert estimate.wall_estimate(ctx, runs, "local", 16).workers == 4  # capped at the slots
+    assert estimate.wall_estimate(ctx, runs, "ray", None).workers == 4
+    monkeypatch.setattr(estimate, "visible_gpus", lambda: ["0"])
+    assert estimate.wall_estimate(ctx, runs, "auto", None).executor == "sequential"

@@ -57,8 +57,10 @@ def plan(
         typer.Option(help="Executor the wall-time estimate assumes: auto, sequential, local, ray."),
     ] = "auto",
     workers: Annotated[
-        int | None, typer.Option(help="local/ray: parallel runs assumed (default: CPU cores).")
+        int | None,
+        typer.Option(help="local/ray: parallel runs assumed (default: CPU cores, or GPU slots)."),
     ] = None,
+    runs_per_gpu: Annotated[int, typer.Option(help="local on GPUs: workers per GPU assumed.")] = 1,
     device: Annotated[
         str | None, typer.Option(help="Device to time steps on (default: the suite's).")
     ] = None,
@@ -83,7 +85,7 @@ def plan(
 
     if executor not in ("auto", "sequential", "local", "ray"):
         raise TransferBenchError(f"--executor {executor!r}: use auto, sequential, local or ray")
-    _check_counts(workers=workers)
+    _check_counts(workers=workers, runs_per_gpu=runs_per_gpu)
     suite, ctx, runs = _context(suite_path, results, device, None, scale)
     table = Table(title=f"{suite.name}: {len(runs)} runs")
     for col in ("#", "kind", "run", "seed", "levels", "folder", "status"):
@@ -106,7 +108,9 @@ def plan(
         if calibrate:
             from transfer_bench.runner.estimate import wall_estimate
 
-            for line in wall_estimate(ctx, runs, executor, workers).describe():
+            for line in wall_estimate(
+                ctx, runs, executor, workers, runs_per_gpu=runs_per_gpu
+            ).describe():
                 console.print(line, markup=False, highlight=False)
     if ctx.suite_dir.is_dir() and any(is_complete(r, ctx.suite_dir) for r in runs):
         console.print(

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from transfer_bench.config import OptimizerSpec, TrainSpec
+from transfer_bench.devices import resolve_device
 from transfer_bench.fileio import atomic_write_json
 from transfer_bench.machine import fingerprint
 from transfer_bench.models import build_model
@@ -50,12 +51,22 @@ class Workload:
     optimizer: tuple[tuple[str, Any], ...]  # OptimizerSpec fields, sorted
     augment: str = "none"
     padding: int = 0
+    precision: str = "auto"  # train.precision and train.channels_last, as the suite says
+    channels_last: str = "auto"
 
     def label(self) -> str:
         opts = "".join(f" {k}={v}" for k, v in self.options)
+        settings = "".join(
+            f", {name} {value}"
+            for name, value in (
+                ("precision", self.precision),
+                ("channels_last", self.channels_last),
+            )
+            if value != "auto"
+        )
         return (
             f"{self.model}{opts} ({self.num_classes} classes, batch {self.batch_size}, "
-            f"{dict(self.optimizer)['name']})"
+            f"{dict(self.optimizer)['name']}{settings})"
         )
 
 
@@ -71,8 +82,11 @@ class StepCost:
 
 
 def _key(w: Workload, device: str, threads: int, concurrent: int) -> str:
+    """Cache key: the workload (with its precision and layout), the device by model (``cuda
+    (NVIDIA H200)``, so GPUs of two models never share timings), threads, concurrency, torch and
+    the CPU."""
     fp = fingerprint(device)
-    machine = {k: fp.get(k) for k in ("cpu", "cores", "gpu", "blas") if k in fp}
+    machine = {k: fp.get(k) for k in ("cpu", "cores", "device", "blas") if k in fp}
     return json.dumps(
         [asdict(w), device, threads, concurrent, torch.__version__, machine],
         sort_keys=True,
@@ -82,14 +96,17 @@ def _key(w: Workload, device: str, threads: int, concurrent: int) -> str:
 
 def _measure(w: Workload, device: str, threads: int, t_start: float) -> StepCost:
     """Time ``train()`` for 4 and for 16 steps (the difference is per-step cost without set-up)
-    and one evaluation of 256 images, with 20%-density masks."""
+    and one evaluation of 256 images, with 20%-density masks, on uint8 images normalized per
+    batch as in a run."""
     torch.set_num_threads(threads)
-    dev = torch.device(device)
+    dev = resolve_device(device)
     g = torch.Generator().manual_seed(0)
     n = 16 * w.batch_size
-    x = torch.randn(n, w.channels, w.size, w.size, generator=g).to(dev)
+    shape = (n, w.channels, w.size, w.size)
+    x = torch.randint(0, 256, shape, dtype=torch.uint8, generator=g).to(dev)
     y = torch.randint(0, w.num_classes, (n,), generator=g).to(dev)
-    data = TrainData(x, y, x[:256], y[:256])
+    stats = (0.5,) * w.channels, (0.25,) * w.channels
+    data = TrainData(x, y, x[:256], y[:256], mean=stats[0], std=stats[1])
     opt = OptimizerSpec(**dict(w.optimizer))
 
     def model():
@@ -113,6 +130,8 @@ def _measure(w: Workload, device: str, threads: int, t_start: float) -> StepCost
             eval_every=10**6,
             augment=w.augment,
             padding=w.padding,
+            precision=w.precision,
+            channels_last=w.channels_last,
         )
         t = time.perf_counter()
         train(m, data, spec, opt, masks, order_seed=0)
@@ -127,9 +146,11 @@ def _measure(w: Workload, device: str, threads: int, t_start: float) -> StepCost
     step = max(1e-6, (statistics.median(long_) - statistics.median(short)) / 12)
     fixed = max(0.0, statistics.median(short) - 4 * step)
     m, _ = model()
-    evaluate(m, data.x_test, data.y_test, 256)
+    evaluate(m, data.x_test, data.y_test, 256, data.prepare)
     t = time.perf_counter()
-    evaluate(m, data.x_test, data.y_test, 256)
+    evaluate(m, data.x_test, data.y_test, 256, data.prepare)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
     return StepCost(step, (time.perf_counter() - t) / 256, startup, fixed)
 
 

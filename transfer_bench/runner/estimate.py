@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from transfer_bench.config import PRUNE_AT_INIT, Suite
 from transfer_bench.data.catalogue import get_entry
+from transfer_bench.devices import visible_gpus
 from transfer_bench.errors import TransferBenchError
 from transfer_bench.models import build_model, count_flops
 from transfer_bench.runner.calibrate import (
@@ -216,23 +217,35 @@ def _workload(suite: Suite, run: Run, num_classes: int):
         optimizer=opt,
         augment=suite.train.augment,
         padding=suite.train.padding,
+        precision=suite.train.precision,
+        channels_last=suite.train.channels_last,
     )
 
 
 def wall_estimate(
-    ctx: Context, runs: list[Run], executor: str, workers: int | None, threads: int | None = None
+    ctx: Context,
+    runs: list[Run],
+    executor: str,
+    workers: int | None,
+    threads: int | None = None,
+    runs_per_gpu: int = 1,
 ) -> WallEstimate:
-    """Expected wall time of ``runs`` (those not complete) on this machine with this executor."""
+    """Expected wall time of ``runs`` (those not complete) on this machine with this executor.
+
+    Parallel slots are CPU cores, or on GPUs the GPU slots (GPUs x ``runs_per_gpu`` for the pool,
+    one GPU per run for Ray), as the executors use them."""
     suite = ctx.suite
     cores = max(1, os.cpu_count() or 1)
     todo = [r for r in runs if not is_complete(r, ctx.suite_dir)]
-    executor = resolve_executor(executor, ctx.device.type, len(todo), cores)
+    gpus = len(visible_gpus()) if ctx.device.type == "cuda" else 0
+    executor = resolve_executor(executor, ctx.device.type, len(todo), cores, gpus=gpus)
+    capacity = gpus * runs_per_gpu if gpus else cores
     slots = 1
     if executor == "local":
-        slots = max(1, min(workers or cores, max(1, len(todo))))
+        slots = max(1, min(workers or capacity, capacity if gpus else 10**9, max(1, len(todo))))
         threads = max(1, cores // slots)
     elif executor == "ray":
-        slots = max(1, workers or cores)
+        slots = max(1, workers or (gpus or cores))
         threads = threads or 1
     else:
         import torch
