@@ -100,12 +100,17 @@ def _frame(diff: float, sd: float, n: int) -> pd.DataFrame:
 
 
 def test_comparison_table_carries_the_mde_of_its_corrected_level() -> None:
-    cmp = comparison_table(_frame(0.0, 0.01, 4), n_resamples=0)
+    cmp = comparison_table(_frame(0.0, 0.01, 4), n_resamples=0, test="welch")
     assert {"mde", "mde_alpha"} <= set(cmp.columns)
     assert cmp["mde_alpha"].tolist() == pytest.approx([0.025, 0.025])  # Holm over 2 cells
     for _, row in cmp.iterrows():
         design = pw.Design(row.ticket_std, row.baseline_std, 4, 4)
         assert row.mde == pytest.approx(pw.mde(design, 0.025))
+    # by default the seeds pair: the MDE is the paired t-test's, from the differences' spread
+    paired = comparison_table(_frame(0.0, 0.01, 4), n_resamples=0)
+    for _, row in paired.iterrows():
+        design = pw.Design(row.ticket_std, row.baseline_std, 4, 4, paired=True, sd_diff=row.diff_std)
+        assert row.test == "paired_t" and row.mde == pytest.approx(pw.mde(design, 0.025))
 
 
 def test_claim_advice_plans_each_check_against_its_boundary() -> None:

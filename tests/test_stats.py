@@ -293,19 +293,23 @@ def test_comparison_table_tests_and_corrections(frame: pd.DataFrame) -> None:
     a = sel[sel.control == "ticket"]["test_accuracy"].to_numpy()
     b = sel[sel.control == "random_reinit"]["test_accuracy"].to_numpy()
     row = cmp[(cmp.source == "big") & (cmp.level == 3)].iloc[0]
-    assert row.p == pytest.approx(sps.ttest_ind(a, b, equal_var=False).pvalue)
-    assert row.paired_p == pytest.approx(sps.ttest_rel(a, b).pvalue)
+    # arms with the same seeds are compared with the paired t-test by default
+    assert row.test == "paired_t" and row.paired
+    assert row.p == pytest.approx(sps.ttest_rel(a, b).pvalue) and row.p == row.paired_p
+    assert row.welch_p == pytest.approx(sps.ttest_ind(a, b, equal_var=False).pvalue)
+    assert row.pair_r == pytest.approx(np.corrcoef(a, b)[0, 1])
     assert row.wilcoxon_p == pytest.approx(sps.wilcoxon(a, b).pvalue)
     assert row.ticket_ci_low < a.mean() < row.ticket_ci_high
     assert row.baseline_ci_low < b.mean() < row.baseline_ci_high
     assert row.density == pytest.approx(0.125) and row.baseline_source == "big"
     np.testing.assert_allclose(cmp["p_adj"], holm(cmp["p"]))
-    # compare() stays the compact Welch table
+    # compare() is the compact version of the same table, with the same test
     old = _quiet(compare, frame)
     assert list(old.columns) == list(COMPARISON_COLUMNS)
     np.testing.assert_allclose(old["p"], cmp["p"])
 
     for test, col in (
+        ("welch", "welch_p"),
         ("mannwhitney", "mwu_p"),
         ("paired_t", "paired_p"),
         ("wilcoxon", "wilcoxon_p"),
@@ -325,7 +329,7 @@ def test_comparison_table_deterministic(frame: pd.DataFrame) -> None:
     one = comparison_table(frame, n_resamples=R, seed=5)
     two = comparison_table(frame, n_resamples=R, seed=5)
     pd.testing.assert_frame_equal(one, two)
-    assert one.attrs["test"] == "welch" and one.attrs["n_resamples"] == R
+    assert one.attrs["test"] == "paired_t" and one.attrs["n_resamples"] == R
 
 
 def test_comparison_table_other_controls(frame: pd.DataFrame) -> None:
@@ -365,7 +369,7 @@ def test_missing_baseline_and_single_seed_warn(frame: pd.DataFrame) -> None:
         cmp = comparison_table(one, test="wilcoxon", n_resamples=R)
         auc = auc_table(one, n_resamples=R)
     text = " ".join(str(w.message) for w in record)
-    assert "n < 3" in text and "fewer than 2 seeds" in text
+    assert "n < 3" in text and "fewer than 2 pairs" in text  # one seed pairs, but too few
     assert cmp["p"].isna().all() and cmp["ticket_ci_low"].isna().all()
     assert auc["p"].isna().all() and (auc["ticket_n"] == 1).all()
 

@@ -1,8 +1,12 @@
 """Verdicts on pre-registered claims: a suite's ``claim`` section, evaluated on its results.
 
 Each check selects one or two arms of result rows (``ArmSelector``), reduces each seed to the mean
-of the metric over its selected rows, pairs the arms by seed and tests the expectation written in
-the suite before it ran. Checks of one claim are Holm-corrected together. A check is
+of the metric over its selected rows, pairs the arms by seed (``stats.pair_by_seed``: when both
+hold the same seeds; otherwise the unpaired Welch versions of the tests run, and the note says so)
+and tests the expectation written in the suite before it ran. A difference check's t-test is
+``stats.comparison_test``, the function behind the report's tables, so a check and the table cell
+it selects get the same test and p-value. A claim's checks are its suite's primary comparisons:
+they are Holm-corrected together, and the report's tables count as secondary. A check is
 ``reproduced`` when the corrected test supports the expectation, ``not reproduced`` when the 95%
 interval rules out what the paper predicts, and ``inconclusive`` otherwise; a claim is reproduced
 when every check is, not reproduced when any check is not. The verdicts are written to
@@ -22,7 +26,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from transfer_bench.analysis.power import Design, cell_alpha, mde
-from transfer_bench.analysis.stats import bootstrap_ci, holm
+from transfer_bench.analysis.stats import bootstrap_ci, comparison_test, holm, pair_by_seed
 from transfer_bench.config import ArmSelector, ClaimCheck, ClaimSpec
 from transfer_bench.fileio import atomic_write_json, atomic_write_text
 
@@ -79,8 +83,14 @@ def _t_p(d: np.ndarray, shift: float, alternative: str) -> float:
     return float(sps.ttest_1samp(d, shift, alternative=alternative).pvalue)
 
 
+def _welch_p(t: np.ndarray, b: np.ndarray, shift: float, alternative: str) -> float:
+    """Welch's test of mean(t) - mean(b) against ``shift`` (unpaired arms)."""
+    return float(sps.ttest_ind(t - shift, b, equal_var=False, alternative=alternative).pvalue)
+
+
 def _p_value(check: ClaimCheck, d: np.ndarray) -> tuple[float, str]:
-    """The p-value of the check's hypothesis and a name of the test."""
+    """The p-value of the check's hypothesis on paired differences (or one sample) ``d`` and a
+    name of the test (difference t-tests are run by ``_difference_p`` instead)."""
     two = "paired" if check.baseline is not None else "one-sample"
     e = check.expect
     if check.test == "sign":
@@ -103,6 +113,19 @@ def _p_value(check: ClaimCheck, d: np.ndarray) -> tuple[float, str]:
         return _t_p(d, -m, "greater"), f"{two} t-test, non-inferiority (one-sided, margin)"
     p = max(_t_p(d, -m, "greater"), _t_p(d, m, "less"))
     return p, f"{two} TOST (two one-sided t-tests, margin)"
+
+
+def _unpaired_p(check: ClaimCheck, t: np.ndarray, b: np.ndarray) -> tuple[float, str]:
+    """Welch versions of the margin checks for arms whose seeds differ (the difference check
+    goes through ``comparison_test``, which falls back to Welch itself)."""
+    m = check.margin or 0.0
+    if check.expect == "not_less":
+        return _welch_p(t, b, -m, "greater"), "Welch's t-test, non-inferiority (one-sided, margin)"
+    p = max(_welch_p(t, b, -m, "greater"), _welch_p(t, b, m, "less"))
+    return p, "Welch TOST (two one-sided Welch tests, margin)"
+
+
+TEST_LABELS = {"paired_t": "paired t-test (two-sided)", "welch": "Welch's t-test (two-sided)"}
 
 
 def _verdict(check: ClaimCheck, effect: float, low: float, high: float, p_adj: float, alpha: float):
@@ -152,30 +175,100 @@ def _verdict(check: ClaimCheck, effect: float, low: float, high: float, p_adj: f
     return INCONCLUSIVE, f"not shown {e} {t:g} {u} (p_holm = {p_adj:.2g})"
 
 
-def _samples(frame: pd.DataFrame, check: ClaimCheck) -> tuple[np.ndarray, list[int], str]:
-    """The per-seed differences (or values) of a check, the seeds used, and a note."""
+def _arms(frame: pd.DataFrame, check: ClaimCheck) -> tuple[pd.Series, pd.Series | None]:
+    """Per-seed values of the check's treatment and (when it has one) baseline arm."""
     t = per_seed(frame, check.treatment, check.metric)
-    if check.baseline is None:
-        return t.to_numpy(float), [int(s) for s in t.index], ""
-    b = per_seed(frame, check.baseline, check.metric)
-    seeds = sorted(set(t.index) & set(b.index))
-    note = ""
-    if len(seeds) < max(len(t), len(b)):
-        note = f"paired on {len(seeds)} shared seeds (treatment {len(t)}, baseline {len(b)})"
-    d = (t.loc[seeds] - b.loc[seeds]).to_numpy(float)
-    return d, [int(s) for s in seeds], note
+    b = None if check.baseline is None else per_seed(frame, check.baseline, check.metric)
+    return t, b
+
+
+def check_design(row: dict[str, Any]) -> Design | None:
+    """The power-analysis design of a measured check: the t-test on its per-seed differences (or
+    values) when paired or one-sample, Welch's test of its two arms when their seeds differ;
+    None with fewer than 2 seeds."""
+    if row.get("paired", True):
+        values = np.asarray(row.get("values") or [], dtype=float)
+        if values.size < 2:
+            return None
+        sd = float(values.std(ddof=1))
+        return Design(sd, sd, values.size, values.size, paired=True, sd_diff=sd)
+    t = np.asarray(row.get("treatment_values") or [], dtype=float)
+    b = np.asarray(row.get("baseline_values") or [], dtype=float)
+    if min(t.size, b.size) < 2:
+        return None
+    return Design(float(t.std(ddof=1)), float(b.std(ddof=1)), t.size, b.size)
 
 
 def _check_mde(check: ClaimCheck, row: dict[str, Any], level: float) -> float:
     """Smallest true effect (for ``greater``/``less``) or distance from the threshold or margin
     (one-sided checks) that the check's t-test detects with 80% power at ``level`` (the claim's
     alpha over its checks); NaN for sign tests, equivalence checks and fewer than 2 seeds."""
-    values = np.asarray(row.get("values") or [], dtype=float)
-    if check.test != "t" or check.expect == "equivalent" or values.size < 2:
+    design = check_design(row)
+    if check.test != "t" or check.expect == "equivalent" or design is None:
         return math.nan
-    sd = float(values.std(ddof=1))
-    design = Design(sd, sd, values.size, values.size, paired=True, sd_diff=sd)
     return mde(design, level, sides=2 if check.expect in ("greater", "less") else 1)
+
+
+def _measure(check: ClaimCheck, frame: pd.DataFrame, n_resamples: int) -> dict[str, Any]:
+    """Effect, CI, test and p-value of one check (before the correction and the verdict)."""
+    t, b = _arms(frame, check)
+    row: dict[str, Any] = {
+        "check": check.name,
+        "metric": check.metric,
+        "expect": check.expect,
+        "scale": check.scale,
+        "unit": check.unit,
+        "note": "",
+    }
+    pairing = pair_by_seed(t, b) if b is not None else None
+    paired = b is None or pairing.paired  # one-sample checks count as paired: one value per seed
+    if b is None:
+        seeds, tv, bv = list(t.index), t.to_numpy(float), np.zeros(0)
+    elif paired:
+        seeds = list(pairing.seeds)
+        tv, bv = t.loc[seeds].to_numpy(float), b.loc[seeds].to_numpy(float)
+    else:
+        seeds = sorted(set(t.index) | set(b.index))
+        tv, bv = t.to_numpy(float), b.to_numpy(float)
+    n = len(seeds) if paired else min(tv.size, bv.size)
+    row.update(
+        n=n,
+        seeds=[int(s) for s in seeds],
+        paired=bool(paired),
+        pair_r=pairing.correlation if pairing is not None else math.nan,
+    )
+    if b is not None and not paired:
+        row["treatment_values"] = [float(x) for x in tv]
+        row["baseline_values"] = [float(x) for x in bv]
+    if n < 2:
+        row.update(effect=math.nan, ci_low=math.nan, ci_high=math.nan, p=math.nan)
+        row.update(test="none", note=f"only {n} seed(s) with data; run the suite first")
+        return row
+    if paired:
+        d = tv - bv if b is not None else tv
+        ci = bootstrap_ci(d, n_resamples=n_resamples, seed=0)
+        if b is not None and check.test == "t" and check.expect in ("greater", "less"):
+            res = comparison_test(t, b, "paired_t")  # the tables' test, so the same p-value
+            p, test = res.p, TEST_LABELS[res.test]
+        else:
+            p, test = _p_value(check, d)
+        row.update(effect=float(np.mean(d)), values=[float(x) for x in d])
+    else:
+        ci = bootstrap_ci(tv, bv, n_resamples=n_resamples, seed=0)
+        row["note"] = f"seeds not paired ({pairing.note}); unpaired tests"
+        if check.test == "sign":
+            p, test = math.nan, "none"
+            row["note"] += "; the sign test needs paired seeds: run every arm with the same seeds"
+        elif check.expect in ("greater", "less"):
+            res = comparison_test(t, b, "paired_t")  # falls back to Welch, as the tables do
+            p, test = res.p, TEST_LABELS[res.test]
+        else:
+            p, test = _unpaired_p(check, tv, bv)
+        row["effect"] = float(tv.mean() - bv.mean())
+    row.update(ci_low=ci.low, ci_high=ci.high, ci_method=ci.method, p=p, test=test)
+    if ci.note:
+        row["note"] = "; ".join(x for x in (row["note"], ci.note) if x)
+    return row
 
 
 def evaluate_claim(frames: dict[str, pd.DataFrame], spec: ClaimSpec) -> dict[str, Any]:
@@ -184,37 +277,7 @@ def evaluate_claim(frames: dict[str, pd.DataFrame], spec: ClaimSpec) -> dict[str
     rows: list[dict[str, Any]] = []
     for check in spec.checks:
         frame = frames["tickets" if check.treatment.kind == "ticket" else "results"]
-        d, seeds, note = _samples(frame, check)
-        n = len(d)
-        row: dict[str, Any] = {
-            "check": check.name,
-            "metric": check.metric,
-            "expect": check.expect,
-            "n": n,
-            "seeds": seeds,
-            "scale": check.scale,
-            "unit": check.unit,
-            "note": note,
-        }
-        if n < 2:
-            row.update(effect=math.nan, ci_low=math.nan, ci_high=math.nan, p=math.nan)
-            row.update(test="none", note=f"only {n} seed(s) with data; run the suite first")
-            rows.append(row)
-            continue
-        ci = bootstrap_ci(d, n_resamples=spec.n_resamples, seed=0)
-        p, test = _p_value(check, d)
-        row.update(
-            effect=float(np.mean(d)),
-            ci_low=ci.low,
-            ci_high=ci.high,
-            ci_method=ci.method,
-            p=p,
-            test=test,
-            values=[float(x) for x in d],
-        )
-        if ci.note:
-            row["note"] = "; ".join(x for x in (row["note"], ci.note) if x)
-        rows.append(row)
+        rows.append(_measure(check, frame, spec.n_resamples))
     ps = [r["p"] for r in rows]
     finite = [i for i, p in enumerate(ps) if math.isfinite(p)]
     adjusted = holm([ps[i] for i in finite]) if finite else []
@@ -245,6 +308,7 @@ def evaluate_claim(frames: dict[str, pd.DataFrame], spec: ClaimSpec) -> dict[str
         "scaling": spec.scaling,
         "alpha": spec.alpha,
         "correction": "holm over the claim's checks",
+        "primaries": "the claim's checks are the suite's primary comparisons",
         "verdict": overall,
         "checks": rows,
     }
@@ -273,6 +337,12 @@ def fmt_mde(r: dict[str, Any]) -> str:
     return f"{value * r['scale']:.2f} {r['unit']}" if math.isfinite(value) else "–"
 
 
+def fmt_r(r: dict[str, Any]) -> str:
+    """The paired arms' correlation ("0.42"), "–" where none applies."""
+    value = r.get("pair_r", math.nan)
+    return f"{value:.2f}" if isinstance(value, float) and math.isfinite(value) else "–"
+
+
 def fmt_p(p: float) -> str:
     if not math.isfinite(p):
         return "–"
@@ -286,22 +356,25 @@ def claim_section(record: dict[str, Any]) -> str:
         "",
         f"{record['paper']}. Expected: {record['expected']}",
         "",
-        f"**Verdict: {record['verdict']}** (checks fixed in the suite before it ran; "
-        f"{record['correction']}, alpha = {record['alpha']:g}).",
+        f"**Verdict: {record['verdict']}** (checks fixed in the suite before it ran; they are "
+        f"the suite's primary comparisons; {record['correction']}, alpha = {record['alpha']:g}).",
         "",
-        "| check | effect [95% CI] | test | p | p_holm | n | MDE | verdict | why |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| check | effect [95% CI] | test | p | p_holm | n | r | MDE | verdict | why |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in record["checks"]:
         lines.append(
             f"| {r['check']} | {fmt_effect(r)} | {r['test']} | {fmt_p(r['p'])} | "
-            f"{fmt_p(r['p_holm'])} | {r['n']} | {fmt_mde(r)} | {r['verdict']} | {r['why']} |"
+            f"{fmt_p(r['p_holm'])} | {r['n']} | {fmt_r(r)} | {fmt_mde(r)} | {r['verdict']} | "
+            f"{r['why']} |"
         )
     lines += [
         "",
-        "MDE: the smallest true effect (one-sided checks: distance from the threshold or margin) "
-        "the check's t-test detects with 80% power at alpha / (number of checks), from the "
-        "observed spread of the per-seed values.",
+        "r: correlation of the two arms over the paired seeds (the share of seed-to-seed "
+        "variance that pairing removes; – for one-sample checks, unpaired arms or fewer than 3 "
+        "seeds). MDE: the smallest true effect (one-sided checks: distance from the threshold or "
+        "margin) the check's t-test detects with 80% power at alpha / (number of checks), from "
+        "the observed spread of the per-seed values.",
     ]
     if record.get("scaling"):
         lines += ["", f"Scaled-down settings: {record['scaling']}"]

@@ -49,6 +49,7 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "early_stop_iteration",
     "iterations",
     "seconds",
+    "n_test",
     "path",
 )
 
@@ -152,6 +153,18 @@ def _fix_types(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def _test_size(config: Path, cache: dict[Path, float]) -> float:
+    """Test images of the dataset a run trained on (``data.sizes.test`` of its ``config.json``),
+    NaN when the run did not record it."""
+    if config not in cache:
+        try:
+            sizes = (json.loads(config.read_text()).get("data") or {}).get("sizes") or {}
+            cache[config] = float(sizes.get("test", math.nan))
+        except (OSError, ValueError, AttributeError, TypeError):
+            cache[config] = math.nan
+    return cache[config]
+
+
 def load_results(suite_dir: str | Path) -> pd.DataFrame:
     """One row per finished training of a suite's results folder (``results/<suite>``).
 
@@ -178,6 +191,8 @@ def load_results(suite_dir: str | Path) -> pd.DataFrame:
     ``early_stop_iteration``,     iteration of minimum test loss; iterations trained
     ``iterations``
     ``seconds``                   training time
+    ``n_test``                    test images behind the accuracies (from the run's
+                                  ``config.json``; NaN when not recorded)
     ``path``                      the ``result.json`` relative to ``suite_dir``
     ============================  ==============================================================
 
@@ -188,8 +203,11 @@ def load_results(suite_dir: str | Path) -> pd.DataFrame:
     """
     suite_dir = Path(suite_dir)
     rows = []
+    sizes: dict[Path, float] = {}
     for path, record in iter_records(suite_dir):
         row = {k: v for k, v in record.items() if k != "history"}
+        if row.get("n_test") is None:
+            row["n_test"] = _test_size(path.parent.parent / "config.json", sizes)
         row["path"] = _relative(path, suite_dir)
         rows.append(row)
     df = pd.DataFrame(rows)

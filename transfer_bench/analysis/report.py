@@ -31,6 +31,8 @@ from transfer_bench.analysis.frame import (
     with_own_ticket_rows,
 )
 from transfer_bench.analysis.power import DEFAULT_POWER
+from transfer_bench.analysis.precision import noise_text, pairing_text
+from transfer_bench.analysis.primaries import primaries_text, table_primaries
 from transfer_bench.analysis.provenance import (
     data_section,
     head_section,
@@ -95,15 +97,18 @@ DIVERGED_WORDS = {
 }
 
 
-def analyse(suite_dir: Path, spec: AnalysisSpec) -> Analysis:
-    """Load results and compute every table (warnings are left to the caller to collect)."""
+def analyse(suite_dir: Path, spec: AnalysisSpec, *, has_claim: bool = False) -> Analysis:
+    """Load results and compute every table (warnings are left to the caller to collect).
+
+    ``has_claim``: the suite has a claim, whose checks are then its primary comparisons (unless
+    ``analysis.primary`` names others), so every table cell is secondary."""
     raw = load_results(suite_dir)
-    a = _analyse(raw, spec)
+    a = _analyse(raw, spec, has_claim)
     a.diverged = diverged_rows(raw)
     return a
 
 
-def _analyse(df: pd.DataFrame, spec: AnalysisSpec) -> Analysis:
+def _analyse(df: pd.DataFrame, spec: AnalysisSpec, has_claim: bool = False) -> Analysis:
     policy = spec.diverged
     bad = diverged_rows(df)
     if not bad.empty:
@@ -132,7 +137,8 @@ def _analyse(df: pd.DataFrame, spec: AnalysisSpec) -> Analysis:
         n_resamples=spec.n_resamples,
         seed=0,
     )
-    cmp = comparison_table(df, baseline=spec.baseline, treatment=arms, **common)
+    primary = table_primaries(spec, has_claim)
+    cmp = comparison_table(df, baseline=spec.baseline, treatment=arms, primary=primary, **common)
     auc = auc_table(df, baseline=spec.baseline, treatment=arms, **common)
     sources = empty
     if transfer.loc[transfer["control"] == "ticket", "source"].nunique() > 1:
@@ -214,6 +220,10 @@ def _detectable(rows: pd.DataFrame) -> str:
     )
 
 
+def _secondary(role: str, text: str = " (secondary, exploratory)") -> str:
+    return text if role == "secondary" else ""
+
+
 def findings(a: Analysis, spec: AnalysisSpec) -> list[str]:
     """Plain-language statements generated from the statistics."""
     out: list[str] = []
@@ -234,14 +244,20 @@ def findings(a: Analysis, spec: AnalysisSpec) -> list[str]:
                 out.append(
                     f"{who} {verb} {spec.baseline} on {where} at "
                     f"{fmt_percent_remaining(r.percent_remaining)} weights remaining: "
-                    f"{_points(r.diff)} points{ci}, {_p(p_name, r.p_adj)}, n = {r.ticket_n}/{r.baseline_n}."
+                    f"{_points(r.diff)} points{ci}, {_p(p_name, r.p_adj)}, n = {r.ticket_n}/{r.baseline_n}"
+                    f"{_secondary(r.role)}."
                 )
             rest = g[~g["significant"].fillna(False).astype(bool) & g["p_adj"].notna()]
             if not rest.empty:
-                levels = ", ".join(fmt_percent_remaining(v) for v in rest["percent_remaining"])
+                mixed = rest["role"].nunique() > 1
+                levels = ", ".join(
+                    fmt_percent_remaining(v) + (_secondary(role, " [secondary]") if mixed else "")
+                    for v, role in zip(rest["percent_remaining"], rest["role"], strict=True)
+                )
                 out.append(
                     f"{who} does not differ significantly from {spec.baseline} on {where} at "
-                    f"{levels} weights remaining ({p_name} >= {spec.alpha:g}){_detectable(rest)}."
+                    f"{levels} weights remaining ({p_name} >= {spec.alpha:g}){_detectable(rest)}"
+                    f"{'' if mixed else _secondary(rest['role'].iloc[0])}."
                 )
     for r in a.auc.itertuples() if not a.auc.empty else []:
         who = f"ticket from {r.source}" if r.control == "ticket" else f"{r.control} ({r.source})"
@@ -252,7 +268,7 @@ def findings(a: Analysis, spec: AnalysisSpec) -> list[str]:
             f"Integrated over {r.n_levels} densities ({fmt_percent_remaining(100 * r.density_min)} to "
             f"{fmt_percent_remaining(100 * r.density_max)}), the {who} on {r.target} ({r.optimizer}) is "
             f"{sig}{direction} {spec.baseline}: {_points(r.diff)} points of mean accuracy, "
-            f"{_p(p_name, r.p_adj)}{mde}."
+            f"{_p(p_name, r.p_adj)}{mde}{_secondary(r.role)}."
         )
     for r in a.sources_auc.itertuples() if not a.sources_auc.empty else []:
         better = r.source if r.diff > 0 else r.baseline_source
@@ -260,7 +276,8 @@ def findings(a: Analysis, spec: AnalysisSpec) -> list[str]:
         verdict = "transfers better than" if bool(r.significant) else "is not distinguishable from"
         out.append(
             f"On {r.target} ({r.optimizer}), the ticket from {better} {verdict} the ticket from "
-            f"{worse} over all densities: {_points(abs(r.diff))} points, {_p(p_name, r.p_adj)}."
+            f"{worse} over all densities: {_points(abs(r.diff))} points, {_p(p_name, r.p_adj)}"
+            f"{_secondary(r.role)}."
         )
     return out
 
@@ -438,7 +455,7 @@ def _write_report(
     context = {"title": f"{suite_name}: each arm vs {spec.baseline}"}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        a = analyse(suite_dir, spec)
+        a = analyse(suite_dir, spec, has_claim=claim is not None)
         cmp_section = _table_section(
             f"Each arm vs {spec.baseline}", a.comparison, "comparison", suite_dir, context
         )
@@ -468,12 +485,22 @@ def _write_report(
             write_claim(suite_dir, record)
             claim_text = claim_section(record)
     messages = list(dict.fromkeys(str(w.message) for w in caught))
+    fallback = {"paired_t": " (Welch's t-test where the arms' seeds differ)"}
+    fallback["wilcoxon"] = " (Mann-Whitney U where the arms' seeds differ)"
     head = (
-        f"Primary test: {TEST_NAMES[spec.test]}, {CORRECTION_NAMES[spec.correction]} correction over "
-        f"each table, alpha = {spec.alpha:g}; intervals are BCa bootstrap 95% CIs "
-        f"({spec.n_resamples} resamples) over seeds; accuracies in percent, differences in points; "
-        f"detectable differences at {100 * DEFAULT_POWER:g}% power (the tables' MDE column)."
+        f"Primary test: {TEST_NAMES[spec.test]}{fallback.get(spec.test, '')}, "
+        f"{CORRECTION_NAMES[spec.correction]} correction, alpha = {spec.alpha:g}; intervals are "
+        f"BCa bootstrap 95% CIs ({spec.n_resamples} resamples) over seeds; accuracies in percent, "
+        f"differences in points; detectable differences at {100 * DEFAULT_POWER:g}% power (the "
+        "tables' MDE column)."
     )
+    checks = len(claim.checks) if claim is not None else None
+    design = [
+        primaries_text(spec, a.comparison, checks),
+        pairing_text(a.comparison),
+        noise_text(a.comparison),
+    ]
+    head = " ".join([head, *(d for d in design if d)])
     find = findings(a, spec)
     # a paper's results section: the main figure and the findings first, how they were made last
     main_figure = figures[0].split("\n", 1)[1].strip() if figures else ""

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from transfer_bench.analysis import power as pw
+from transfer_bench.analysis.claims import check_design
 from transfer_bench.analysis.stats import row_design
 from transfer_bench.config import ClaimSpec
 
@@ -128,8 +129,9 @@ def claim_advice(
     rows = []
     for measured in record.get("checks", []):
         check = specs.get(measured["check"])
+        design = check_design(measured)
         values = np.asarray(measured.get("values") or [], dtype=float)
-        n = int(values.size)
+        n = int(measured.get("n") or values.size)
         base: dict[str, Any] = dict.fromkeys(ADVICE_COLUMNS, math.nan)
         scale = check.scale if check is not None else 100.0
         base.update(
@@ -140,16 +142,14 @@ def claim_advice(
             unit=check.unit if check is not None else "points",
             note="",
         )
-        if check is None or check.test != "t" or n < 2:
+        if check is None or check.test != "t" or design is None:
             why = "sign test: no power formula here" if check and check.test == "sign" else ""
             base.update(note=why or "not a t-test check with 2+ seeds", seeds_needed=None)
             rows.append(base)
             continue
-        mean = float(values.mean())
+        mean = float(measured.get("effect", values.mean() if values.size else math.nan))
         planned = mean if effect is None else effect / scale
         distance, sides, note = _distance(check.expect, planned, check)
-        sd = float(values.std(ddof=1))
-        design = pw.Design(sd, sd, n, n, paired=True, sd_diff=sd)
         needed = pw.seeds_needed(design, distance, alpha, power=power, sides=sides)
         if distance <= 0:
             note = "the planned value is on the wrong side of the tested boundary"

@@ -150,6 +150,14 @@ def _diff_cell(row: pd.Series) -> str:
     return fmt_diff(row["diff"], row.get("diff_ci_low"), row.get("diff_ci_high"))
 
 
+def _binomial_cell(row: pd.Series) -> str:
+    """The binomial test-set SE of one accuracy of each arm, in points: "0.41/0.44"."""
+    a, b = row.get("ticket_binom_se"), row.get("baseline_binom_se")
+    if not _finite(a):
+        return MISSING
+    return f"{100 * a:.2f}/{100 * b:.2f}" if _finite(b) else f"{100 * a:.2f}"
+
+
 def _remaining_cell(row: pd.Series) -> str:
     if "percent_remaining" in row.index:
         return fmt_percent_remaining(row["percent_remaining"])
@@ -183,14 +191,20 @@ def display_frame(cmp: pd.DataFrame) -> pd.DataFrame:
         (f"{arm} (%)", lambda r: fmt_mean_std(r.ticket_mean, r.ticket_std)),
         (f"{base} (%)", lambda r: fmt_mean_std(r.baseline_mean, r.baseline_std)),
         ("n", lambda r: f"{r.ticket_n}/{r.baseline_n}"),
-        ("Δ (points)", _diff_cell),
     ]
+    if "ticket_binom_se" in cmp.columns and cmp["ticket_binom_se"].notna().any():
+        columns.append(("Test SE (points)", _binomial_cell))
+    columns.append(("Δ (points)", _diff_cell))
+    if "pair_r" in cmp.columns and cmp["pair_r"].notna().any():
+        columns.append(("r", lambda r: _fmt(r.pair_r, ".2f")))
     if "hedges_g" in cmp.columns:
         columns += [
             ("g", lambda r: _fmt(r.hedges_g, ".2f")),
             ("P(A>B)", lambda r: _fmt(r.prob_improvement, ".2f")),
         ]
     columns.append(("p (adj.)", lambda r: fmt_p_marked(r.p_adj)))
+    if "role" in cmp.columns and (cmp["role"] == "secondary").any():
+        columns.append(("Role", lambda r: str(r.role)))
     if "mde" in cmp.columns:
         columns.append(("MDE (points)", lambda r: fmt_mde(r.mde)))
     data = {header: [fn(r) for r in rows] for header, fn in columns}
@@ -250,13 +264,33 @@ def caption_text(cmp: pd.DataFrame, context: Mapping[str, Any] | None = None) ->
     if fallback:
         test_text += " (" + ", ".join(TEST_NAMES.get(t, t) for t in fallback) + " where unpaired)"
     m = int(cmp["p"].notna().sum()) if "p" in cmp.columns else len(cmp)
+    over = f"over {m} comparisons"
+    if "role" in cmp.columns and (cmp["role"] == "secondary").any():
+        tested = cmp[cmp["p"].notna()]
+        k = int((tested["role"] == "primary").sum())
+        over = (
+            f"over the {k} primary comparisons (the comparisons the suite exists for) and, "
+            f"separately, over the {m - k} secondary ones (Role: secondary; exploratory)"
+            if k
+            else f"over these {m} comparisons, all secondary (exploratory; the suite's primary "
+            "comparisons are elsewhere)"
+        )
     parts.append(
-        f"p: {test_text}, {CORRECTION_NAMES.get(correction, correction)} over {m} comparisons; "
+        f"p: {test_text}, {CORRECTION_NAMES.get(correction, correction)} {over}; "
         "marks on adjusted p: * < 0.05, ** < 0.01, *** < 0.001."
     )
+    if "pair_r" in cmp.columns and cmp["pair_r"].notna().any():
+        parts.append("r: correlation of the paired arms over the seeds.")
+    if "ticket_binom_se" in cmp.columns and cmp["ticket_binom_se"].notna().any():
+        parts.append(
+            "Test SE: binomial standard error sqrt(p(1-p)/n_test) of one seed's accuracy (arm/"
+            "baseline), to compare with the ± seed-to-seed SD."
+        )
     if "mde" in cmp.columns:
         power = 100 * float(info.get("power", DEFAULT_POWER))
-        level = "alpha / m (Holm's first step)" if correction != "none" else "alpha"
+        level = (
+            "alpha / m of its family (Holm's first step)" if correction != "none" else "alpha"
+        )
         parts.append(
             f"MDE: the smallest true difference the test detects with {power:g}% power at "
             f"{level}, given the observed spread and n (∞: the rank test cannot reach that level)."

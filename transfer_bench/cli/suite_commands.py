@@ -375,9 +375,9 @@ def compare(
     spec = parse_analysis(
         {**suite.analysis.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
     )
-    a = analyse(suite_dir, spec)
+    a = analyse(suite_dir, spec, has_claim=suite.claim is not None)
     if against is not None:
-        _compare_folders(suite_dir, a, against, spec)
+        _compare_folders(suite_dir, a, against, spec, suite)
         return
     if a.comparison.empty:
         raise TransferBenchError(
@@ -396,7 +396,7 @@ def compare(
         console.print("written: " + ", ".join(str(p) for p in paths) + "\n")
 
 
-def _compare_folders(suite_dir: Path, a, other_dir: Path, spec) -> None:
+def _compare_folders(suite_dir: Path, a, other_dir: Path, spec, suite) -> None:
     """``compare A --against B``: the same cells from two result folders, side by side."""
     import warnings
 
@@ -406,7 +406,7 @@ def _compare_folders(suite_dir: Path, a, other_dir: Path, spec) -> None:
     from transfer_bench.machine import describe, differences
 
     _, other_dir = _suite_of_results(other_dir)
-    b = analyse(other_dir, spec)
+    b = analyse(other_dir, spec, has_claim=suite.claim is not None)
     found = {name: machines(x.results) for name, x in (("A", a), ("B", b))}
     varying = differences(r for rows in found.values() for r, _ in rows)
     for name, folder in (("A", suite_dir), ("B", other_dir)):
@@ -457,7 +457,7 @@ def power(
     suite, suite_dir = _suite_of_results(results_dir)
     overrides = {"baseline": baseline} if baseline else {}
     spec = parse_analysis({**suite.analysis.model_dump(), **overrides})
-    a = analyse(suite_dir, spec)
+    a = analyse(suite_dir, spec, has_claim=suite.claim is not None)
     claim_path = suite_dir / CLAIM_FILE
     has_claim = suite.claim is not None and claim_path.exists()
     if a.results.empty and not has_claim:

@@ -31,6 +31,8 @@ from transfer_bench.config.analysis import (
     ClaimExpectation,
     ClaimSpec,
     PlotKind,
+    PrimaryComparison,
+    check_primaries,
 )
 from transfer_bench.config.base import Fraction01
 from transfer_bench.config.load import (
@@ -74,6 +76,7 @@ __all__ = [
     "ModelSpec",
     "OptimizerSpec",
     "PlotKind",
+    "PrimaryComparison",
     "SearchMethod",
     "SearchSpec",
     "StabilitySpec",
@@ -82,6 +85,7 @@ __all__ = [
     "TrainSpec",
     "TransferSpec",
     "apply_scale",
+    "check_primaries",
     "format_validation_error",
     "load_suite",
     "parse_suite",

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from transfer_bench.config.analysis import AnalysisSpec, ClaimSpec
+from transfer_bench.config.analysis import AnalysisSpec, ClaimSpec, check_primaries
 from transfer_bench.config.base import _At, _distinct, _Model
 from transfer_bench.config.messages import _first_error, _names, _problem
 from transfer_bench.config.search import SearchSpec, StabilitySpec
@@ -152,6 +152,12 @@ class Suite(_Model):
                         f"level {lv} is outside 0..{n} (the search's levels); pick one in range",
                     )
         if self.transfer is None:  # a search-only suite (tickets, stability, Early-Bird)
+            if self.analysis.primary:
+                raise _At(
+                    ("analysis", "primary"),
+                    "this suite transfers no tickets, so there is no comparison to name; "
+                    "drop analysis.primary",
+                )
             return self
         tr = self.transfer
         if tr.sources is not None:
@@ -194,6 +200,15 @@ class Suite(_Model):
                 f"{base!r} is not among transfer.controls ({', '.join(tr.controls) or 'none'}), "
                 "so there is nothing to compare with; add it to transfer.controls or pick one",
             )
+        check_primaries(
+            self.analysis.primary,
+            baseline=base,
+            arms=("ticket", *tr.controls),
+            sources=self.transfer_sources,
+            targets=tr.targets,
+            optimizers=self.transfer_optimizers,
+            levels=self.transfer_levels,
+        )
         return self
 
     @property

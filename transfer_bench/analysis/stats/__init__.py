@@ -6,7 +6,7 @@ re-initialisation of the same mask (Frankle & Carbin 2019), the dense network tr
 ``random_global``, ``own_ticket``). ``comparison_table`` builds one row per (control arm, source,
 target, optimizer, level) with per-seed summaries of both sides, 95 % bootstrap CIs
 (``scipy.stats.bootstrap``, BCa), Welch / Mann-Whitney tests, paired t / Wilcoxon tests when both
-sides share the same seeds, effect sizes (Hedges' g, Cliff's delta, probability of improvement) and
+sides share the same seeds (the primary test is paired by default: ``pairing``), effect sizes (Hedges' g, Cliff's delta, probability of improvement) and
 Holm or Benjamini-Hochberg corrected p-values of a chosen primary test (Colas et al. 2018; Agarwal et
 al. 2021). ``auc_table`` / ``compare_sources`` integrate over sparsity: per seed, the mean accuracy
 over log10(density) (normalised trapezoid area), then the same tests between two arms.
@@ -17,13 +17,16 @@ original Welch/Holm table and stays column-compatible (``COMPARISON_COLUMNS``).
 
 One module per job; imports flow down this list only (a module uses those above it, never below):
 
-- ``samples``: the ``Samples`` type, ``summarize`` and quiet scipy calls;
+- ``samples``: the ``Samples`` type, ``summarize``, ``binomial_se`` and quiet scipy calls;
 - ``significance``: Welch, Mann-Whitney, paired t and Wilcoxon tests;
+- ``pairing``: ``comparison_test``, the one decision which test compares two arms (paired when
+  their seeds match) and the arms' correlation;
 - ``effects``: Hedges' g, Cliff's delta, P(improvement) and the bootstrap CI;
 - ``corrections``: Holm and Benjamini-Hochberg adjusted p-values;
 - ``two_sample``: ``compare_samples``, all of the above for one pair of samples, as one row;
 - ``selection``: which runs a table compares (baseline runs, one value per seed);
-- ``table_common``: argument checks, corrected p-values and MDE columns the tables share;
+- ``table_common``: argument checks, roles (primary, secondary), corrected p-values and MDE
+  columns the tables share;
 - ``comparison``: the per-level tables (``comparison_table``, ``compare``);
 - ``auc``: the sparsity-integrated table (``auc_table``);
 - ``sources``: source vs source (``compare_sources``).
@@ -58,7 +61,15 @@ from transfer_bench.analysis.stats.effects import (
     hedges_g,
     probability_of_improvement,
 )
-from transfer_bench.analysis.stats.samples import Samples, Summary, summarize
+from transfer_bench.analysis.stats.pairing import (
+    DEFAULT_TEST,
+    ComparisonTest,
+    Pairing,
+    comparison_test,
+    pair_by_seed,
+    pearson_r,
+)
+from transfer_bench.analysis.stats.samples import Samples, Summary, binomial_se, summarize
 from transfer_bench.analysis.stats.selection import (
     SOURCE_AGNOSTIC,
     per_seed,
@@ -76,7 +87,7 @@ from transfer_bench.analysis.stats.significance import (
     wilcoxon_signed_rank,
 )
 from transfer_bench.analysis.stats.sources import SourceComparison, compare_sources
-from transfer_bench.analysis.stats.table_common import BASELINES, row_design
+from transfer_bench.analysis.stats.table_common import BASELINES, ROLES, row_design
 from transfer_bench.analysis.stats.two_sample import SAMPLE_COLUMNS, compare_samples
 
 __all__ = [
@@ -84,15 +95,19 @@ __all__ = [
     "BASELINES",
     "COMPARISON_COLUMNS",
     "CORRECTIONS",
+    "DEFAULT_TEST",
     "DENSITY_RTOL",
     "FAMILY_KEY",
     "MIN_BOOTSTRAP_N",
+    "ROLES",
     "SAMPLE_COLUMNS",
     "SOURCE_AGNOSTIC",
     "TABLE_COLUMNS",
     "TESTS",
     "UNPAIRED_FALLBACK",
+    "ComparisonTest",
     "Interval",
+    "Pairing",
     "Samples",
     "SourceComparison",
     "Summary",
@@ -101,6 +116,7 @@ __all__ = [
     "adjust_pvalues",
     "auc_table",
     "benjamini_hochberg",
+    "binomial_se",
     "bootstrap_ci",
     "cliffs_delta",
     "compare",
@@ -108,11 +124,14 @@ __all__ = [
     "compare_samples",
     "compare_sources",
     "comparison_table",
+    "comparison_test",
     "hedges_g",
     "holm",
     "mann_whitney",
     "normalized_auc",
+    "pair_by_seed",
     "paired_t",
+    "pearson_r",
     "per_seed",
     "probability_of_improvement",
     "row_design",

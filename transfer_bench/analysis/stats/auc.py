@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import integrate
 
+from transfer_bench.analysis.stats.pairing import DEFAULT_TEST
 from transfer_bench.analysis.stats.samples import Samples
 from transfer_bench.analysis.stats.selection import (
     _as_tuple,
@@ -150,10 +151,12 @@ def _auc_row(
     return row
 
 
-def _finish_auc(rows: list[dict], correction: str, alpha: float, attrs: dict) -> pd.DataFrame:
+def _finish_auc(
+    rows: list[dict], correction: str, alpha: float, attrs: dict, role: str = "secondary"
+) -> pd.DataFrame:
     order = ("target", "optimizer", "control", "source", "baseline_source")
     return _finish_table(
-        rows, AUC_COLUMNS, correction=correction, alpha=alpha, attrs=attrs, sort_by=order
+        rows, AUC_COLUMNS, correction=correction, alpha=alpha, attrs=attrs, sort_by=order, role=role
     )
 
 
@@ -163,12 +166,13 @@ def auc_table(
     metric: str = "test_accuracy",
     baseline: str | None = "random_reinit",
     treatment: str | Sequence[str] = "ticket",
-    test: str = "welch",
+    test: str = DEFAULT_TEST,
     correction: str = "holm",
     alpha: float = 0.05,
     n_resamples: int = 9999,
     seed: int = 0,
     confidence_level: float = 0.95,
+    role: str = "secondary",
 ) -> pd.DataFrame:
     """Sparsity-integrated comparisons: per seed, mean accuracy over log10(density), then tests.
 
@@ -178,7 +182,9 @@ def auc_table(
     its accuracy). With ``baseline=None`` every pair of sources of the same treatment control on the
     same target and optimizer is compared (A = ``source``, B = ``baseline_source``, sorted by name;
     ``diff`` = A - B). Statistics as in ``comparison_table`` (``ticket_*`` = arm A, ``baseline_*`` =
-    arm B); ``p_adj`` is corrected over all rows. Columns: ``AUC_COLUMNS``.
+    arm B); ``p_adj`` is corrected over all rows, which share one ``role`` (default
+    "secondary": an integral summarises the per-level cells, where the primaries are named).
+    Columns: ``AUC_COLUMNS``.
     """
     treatments = _as_tuple(treatment)
     settings = TableSettings(metric, test, correction, alpha, n_resamples, seed, confidence_level)
@@ -187,7 +193,7 @@ def auc_table(
     attrs = settings.attrs("auc", baseline, treatments)
     if arms.empty:
         warnings.warn(f"auc: no transfer {'/'.join(treatments)} results to compare", stacklevel=2)
-        return _finish_auc([], correction, alpha, attrs)
+        return _finish_auc([], correction, alpha, attrs, role)
     cols = ["control", "source", "target", "optimizer"]
     groups = {tuple(values): group for values, group in arms.groupby(cols, dropna=False, sort=True)}
     rows = []
@@ -217,4 +223,4 @@ def auc_table(
                     context="auc",
                 )
             )
-    return _finish_auc(rows, correction, alpha, attrs)
+    return _finish_auc(rows, correction, alpha, attrs, role)

@@ -1,8 +1,9 @@
 """The per-level tables: each treatment arm vs a control, one row per ticket family.
 
 ``comparison_table`` is the paper table (one row per control arm, source, target, optimizer and
-level, with every statistic of ``compare_samples`` and corrected p-values); ``compare`` is the
-original compact Welch/Holm table cut to ``COMPARISON_COLUMNS``; ``compare_family`` one row of it.
+level, with every statistic of ``compare_samples``, each arm's binomial test-set error, the row's
+role, primary or secondary, and corrected p-values); ``compare`` is the original compact table cut
+to ``COMPARISON_COLUMNS``; ``compare_family`` one row of it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from transfer_bench.analysis.stats.pairing import DEFAULT_TEST
+from transfer_bench.analysis.stats.samples import binomial_se
 from transfer_bench.analysis.stats.selection import (
     _as_tuple,
     _label,
@@ -28,6 +31,7 @@ from transfer_bench.analysis.stats.table_common import (
     _warn_note,
 )
 from transfer_bench.analysis.stats.two_sample import compare_samples
+from transfer_bench.config import PrimaryComparison
 
 FAMILY_KEY: tuple[str, ...] = ("source", "target", "optimizer", "level")
 
@@ -60,8 +64,23 @@ TABLE_COLUMNS: tuple[str, ...] = (
     "baseline",
     "baseline_source",
     "baseline_density",
+    "n_test",
+    "ticket_binom_se",
+    "baseline_binom_se",
     *STAT_COLUMNS,
 )
+
+
+def _is_accuracy(metric: str) -> bool:
+    return metric.endswith("accuracy")
+
+
+def _n_test(rows: pd.DataFrame) -> float:
+    """Test images behind each accuracy of ``rows`` (their median; NaN when not recorded)."""
+    if "n_test" not in rows.columns or rows.empty:
+        return math.nan
+    n = pd.to_numeric(rows["n_test"], errors="coerce").dropna()
+    return float(n.median()) if len(n) else math.nan
 
 
 def _arm_row(
@@ -79,6 +98,7 @@ def _arm_row(
     a = seed_values(arm, metric, where)
     b = seed_values(base_rows, metric, f"{where} ({baseline})")
     row = compare_samples(a, b, names=(key.get("control", "ticket"), baseline), **stats_kw)
+    n_test = _n_test(arm)
     density = float(arm["density"].mean())
     base_density = float(base_rows["density"].mean()) if len(base_rows) else math.nan
     notes = [row["note"]]
@@ -95,6 +115,9 @@ def _arm_row(
         baseline=baseline,
         baseline_source=_sources(base_rows) if len(base_rows) else "",
         baseline_density=base_density,
+        n_test=n_test,
+        ticket_binom_se=binomial_se(a, n_test) if _is_accuracy(metric) else math.nan,
+        baseline_binom_se=binomial_se(b, _n_test(base_rows)) if _is_accuracy(metric) else math.nan,
         note="; ".join(n for n in notes if n),
     )
     _warn_note(context, f"{where} vs {baseline}", row["note"])
@@ -107,13 +130,14 @@ def comparison_table(
     metric: str = "test_accuracy",
     baseline: str = "random_reinit",
     treatment: str | Sequence[str] = "ticket",
-    test: str = "welch",
+    test: str = DEFAULT_TEST,
     correction: str = "holm",
     alpha: float = 0.05,
     n_resamples: int = 9999,
     seed: int = 0,
     confidence_level: float = 0.95,
     family: Sequence[str] | None = None,
+    primary: Sequence[PrimaryComparison] | None = None,
 ) -> pd.DataFrame:
     """The paper table: each ``treatment`` arm vs control ``baseline`` per source/target/opt./level.
 
@@ -122,17 +146,28 @@ def comparison_table(
     (default: ``ticket``) are grouped by (control, source, target, optimizer, level); their baseline
     runs follow ``select_baseline``. Statistics come from ``compare_samples`` (means, std, n, BCa
     bootstrap CIs with ``n_resamples`` resamples seeded by ``seed``, Welch, Mann-Whitney, paired t
-    and Wilcoxon when seeds pair up, Hedges' g, Cliff's delta, P(improvement)). ``p`` is the primary
-    ``test``'s p-value; ``p_adj`` applies ``correction`` ("holm" | "bh" | "none") over the whole
-    table (or within groups of the ``family`` columns); ``significant`` is ``p_adj < alpha``.
-    Columns: ``TABLE_COLUMNS``; rows sorted by target, optimizer, control, source, level; settings
-    in ``.attrs``.
+    and Wilcoxon when seeds pair up, the arms' correlation, Hedges' g, Cliff's delta,
+    P(improvement)). ``p`` is the primary ``test``'s p-value (``pairing.comparison_test``: paired t
+    by default, Welch where the seeds differ). ``primary``: the comparisons the suite exists for
+    (``PrimaryComparison`` entries; rows they match get ``role`` "primary", the others
+    "secondary"); None makes every row primary, an empty list none. ``p_adj`` applies
+    ``correction`` ("holm" | "bh" | "none") within each role (and within groups of the ``family``
+    columns); ``significant`` is ``p_adj < alpha``. ``n_test`` and ``*_binom_se``: the test images
+    behind each accuracy and the binomial standard error sqrt(p(1-p)/n_test) of one seed's
+    accuracy (when the results record their test-set size). Columns: ``TABLE_COLUMNS``; rows
+    sorted by target, optimizer, control, source, level; settings in ``.attrs``.
     """
     treatments = _as_tuple(treatment)
     settings = TableSettings(metric, test, correction, alpha, n_resamples, seed, confidence_level)
     settings.check(df, baseline, treatments)
     transfer, arms = _treatment_arms(df, treatments)
-    attrs = settings.attrs("comparison", baseline, treatments, family=tuple(family or ()))
+    attrs = settings.attrs(
+        "comparison",
+        baseline,
+        treatments,
+        family=tuple(family or ()),
+        primary=None if primary is None else tuple(p.label() for p in primary),
+    )
     finish = dict(correction=correction, alpha=alpha, attrs=attrs)
     if arms.empty:
         warnings.warn(
@@ -155,8 +190,23 @@ def comparison_table(
                 context="compare",
             )
         )
+    _assign_roles(rows, primary)
     order = ("target", "optimizer", "control", "source", "level")
     return _finish_table(rows, TABLE_COLUMNS, family=family, sort_by=order, **finish)
+
+
+def _assign_roles(rows: list[dict], primary: Sequence[PrimaryComparison] | None) -> None:
+    """Set each row's ``role``; warn about a declared primary that matches no row."""
+    for r in rows:
+        hit = primary is None or any(p.matches(r) for p in primary)
+        r["role"] = "primary" if hit else "secondary"
+    for i, p in enumerate(primary or ()):
+        if not any(p.matches(r) for r in rows):
+            warnings.warn(
+                f"analysis.primary[{i}] ({p.label()}) matches no comparison in these results; "
+                "check its names, or run the suite first",
+                stacklevel=3,
+            )
 
 
 def compare_family(
@@ -169,7 +219,7 @@ def compare_family(
         key=key,
         baseline=baseline,
         metric=metric,
-        stats_kw=dict(test="welch", n_resamples=0),
+        stats_kw=dict(test=DEFAULT_TEST, n_resamples=0),
         context="compare",
     )
     return {c: row[c] for c in COMPARISON_COLUMNS if c in row}
@@ -182,14 +232,15 @@ def compare(
     baseline: str = "random_reinit",
     correction: str = "holm",
     alpha: float = 0.05,
-    test: str = "welch",
+    test: str = DEFAULT_TEST,
 ) -> pd.DataFrame:
     """Ticket vs ``baseline`` per (source, target, optimizer, level), with corrected p-values.
 
     The original compact table: ``comparison_table`` without bootstrap CIs, cut to
     ``COMPARISON_COLUMNS``. ``diff`` is ticket mean minus baseline mean in metric units (accuracy
-    fraction); ``t``/``p`` belong to ``test`` (Welch by default); ``p_adj`` applies ``correction``
-    over all rows; ``significant`` is ``p_adj < alpha`` (False where p is NaN).
+    fraction); ``t``/``p`` belong to ``test`` (paired t by default, Welch where seeds differ);
+    ``p_adj`` applies ``correction`` over all rows; ``significant`` is ``p_adj < alpha`` (False
+    where p is NaN).
     """
     full = comparison_table(
         df,

@@ -14,6 +14,7 @@ import pandas as pd
 
 from transfer_bench.analysis.stats.auc import _auc_row, _finish_auc
 from transfer_bench.analysis.stats.comparison import TABLE_COLUMNS, _arm_row
+from transfer_bench.analysis.stats.pairing import DEFAULT_TEST
 from transfer_bench.analysis.stats.selection import _eq, _sources, _transfer
 from transfer_bench.analysis.stats.table_common import TableSettings, _finish_table
 
@@ -57,7 +58,7 @@ def compare_sources(
     metric: str = "test_accuracy",
     control: str = "ticket",
     control_b: str | None = None,
-    test: str = "welch",
+    test: str = DEFAULT_TEST,
     correction: str = "holm",
     alpha: float = 0.05,
     n_resamples: int = 9999,

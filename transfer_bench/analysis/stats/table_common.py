@@ -4,8 +4,10 @@
 their settings (``TableSettings``: checked with one ``ConfigError`` message per mistake, passed on
 to ``compare_samples``, recorded in the table's ``.attrs``), turns their notes into warnings, and
 finishes their tables (``_finish_table``): the columns every table ends with (``STAT_COLUMNS``),
-``p_adj`` (``corrections``), ``significant`` and the minimum detectable effect ``mde`` at
-``mde_alpha`` (``analysis.power``).
+each row's ``role`` (``primary``: a comparison the suite exists for; ``secondary``: everything
+else), ``p_adj`` (``corrections``, applied within each role, so secondary cells never dilute the
+primaries' correction), ``significant`` and the minimum detectable effect ``mde`` at ``mde_alpha``
+(``analysis.power``).
 """
 
 from __future__ import annotations
@@ -21,17 +23,20 @@ import pandas as pd
 
 from transfer_bench.analysis import power as pw
 from transfer_bench.analysis.stats.corrections import CORRECTIONS, adjust_pvalues
+from transfer_bench.analysis.stats.pairing import DEFAULT_TEST
 from transfer_bench.analysis.stats.selection import _transfer
 from transfer_bench.analysis.stats.significance import TESTS
 from transfer_bench.analysis.stats.two_sample import SAMPLE_COLUMNS
 from transfer_bench.errors import ConfigError
 
 BASELINES: tuple[str, ...] = ("random_reinit", "dense")
+ROLES: tuple[str, ...] = ("primary", "secondary")
 
 # The columns every table ends with: the statistics of ``compare_samples``, what
 # ``_apply_correction`` adds, and the row's notes.
 STAT_COLUMNS: tuple[str, ...] = (
     *SAMPLE_COLUMNS,
+    "role",
     "p_adj",
     "significant",
     "mde",
@@ -47,7 +52,7 @@ def _check_args(
     correction: str,
     alpha: float,
     *,
-    test: str = "welch",
+    test: str = DEFAULT_TEST,
     treatment: tuple[str, ...] = ("ticket",),
     n_resamples: int = 0,
 ) -> None:
@@ -86,18 +91,24 @@ def _warn_note(context: str, where: str, note: str) -> None:
         warnings.warn(f"{context}: {where}: {note}", stacklevel=4)
 
 
+def _groups(out: pd.DataFrame, family: Sequence[str] | None) -> list[pd.Index]:
+    """The correction families of a table: its rows by ``role``, then by the ``family`` columns."""
+    keys = ["role", *(family or ())]
+    by = keys[0] if len(keys) == 1 else keys
+    return list(out.groupby(by, dropna=False, sort=False).groups.values())
+
+
 def _apply_correction(
     out: pd.DataFrame, correction: str, alpha: float, family: Sequence[str] | None
 ) -> pd.DataFrame:
-    """Fill ``p_adj`` (corrected over the whole table, or within groups of ``family`` columns)."""
+    """Fill ``p_adj``: corrected within each role (primary, secondary) of the table, and within
+    groups of the ``family`` columns when given."""
     if out.empty:
         out["p_adj"] = pd.Series(dtype=float)
-    elif family:
-        out["p_adj"] = np.nan
-        for _, idx in out.groupby(list(family), dropna=False, sort=False).groups.items():
-            out.loc[idx, "p_adj"] = adjust_pvalues(out.loc[idx, "p"].to_numpy(float), correction)
     else:
-        out["p_adj"] = adjust_pvalues(out["p"].to_numpy(dtype=float), correction)
+        out["p_adj"] = np.nan
+        for idx in _groups(out, family):
+            out.loc[idx, "p_adj"] = adjust_pvalues(out.loc[idx, "p"].to_numpy(float), correction)
     out["significant"] = (out["p_adj"] < alpha).fillna(False).astype(bool)
     return _add_mde(out, correction, alpha, family)
 
@@ -122,17 +133,13 @@ def _add_mde(
     power: float = pw.DEFAULT_POWER,
 ) -> pd.DataFrame:
     """``mde``: the smallest true difference (metric units) each row's primary test would detect
-    with ``power`` at ``mde_alpha``, the per-cell level of its family (``power.cell_alpha``)."""
+    with ``power`` at ``mde_alpha``, the per-cell level of its correction family (its role and
+    ``family`` group; ``power.cell_alpha``)."""
     out["mde"] = np.nan
     out["mde_alpha"] = np.nan
     if out.empty:
         return out
-    groups = (
-        out.groupby(list(family), dropna=False, sort=False).groups.values()
-        if family
-        else [out.index]
-    )
-    for idx in groups:
+    for idx in _groups(out, family):
         m = int(out.loc[idx, "p"].notna().sum())
         level = pw.cell_alpha(alpha, correction, m)
         for i in idx:
@@ -226,16 +233,19 @@ def _finish_table(
     attrs: dict,
     family: Sequence[str] | None = None,
     sort_by: Sequence[str] = (),
+    role: str = "primary",
 ) -> pd.DataFrame:
     """Rows of ``compare_samples`` statistics -> the table.
 
-    ``p_adj``, ``significant`` and ``mde`` (``_apply_correction``), rows sorted by ``sort_by``
-    (missing values first; no sorting when empty), cut to ``columns``, settings in ``.attrs``.
-    No rows give an empty table with ``columns``.
+    ``role`` for rows that do not carry one; ``p_adj``, ``significant`` and ``mde``
+    (``_apply_correction``), rows sorted by ``sort_by`` (missing values first; no sorting when
+    empty), cut to ``columns``, settings in ``.attrs``. No rows give an empty table with
+    ``columns``.
     """
     if not rows:
         out = pd.DataFrame(columns=list(columns))
     else:
+        rows = [{"role": role, **r} for r in rows]
         out = _apply_correction(pd.DataFrame(rows), correction, alpha, family)
         if sort_by:
             out = out.sort_values(list(sort_by), na_position="first")

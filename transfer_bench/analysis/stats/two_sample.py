@@ -1,9 +1,11 @@
 """``compare_samples``: every statistic of one treatment sample vs one baseline sample, as a row.
 
 The unit every table is built from: summaries of both sides, bootstrap CIs (``effects``), all four
-tests (``significance``) with the primary one in ``t``/``p``, effect sizes, and a ``note`` that
-joins every reason for a NaN or a caveat. Seeded samples (``pd.Series`` indexed by seed) are paired
-when both sides hold the same seeds. Columns: ``SAMPLE_COLUMNS``.
+tests (``significance``) with the primary one in ``t``/``p`` (chosen by ``pairing.comparison_test``,
+the one place that decides), effect sizes, and a ``note`` that joins every reason for a NaN or a
+caveat. Seeded samples (``pd.Series`` indexed by seed) are paired when both sides hold the same
+seeds; ``pair_r`` is then the correlation of the two arms over the seeds. Columns:
+``SAMPLE_COLUMNS``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from transfer_bench.analysis.stats.effects import (
     hedges_g,
     probability_of_improvement,
 )
+from transfer_bench.analysis.stats.pairing import DEFAULT_TEST, comparison_test
 from transfer_bench.analysis.stats.samples import Samples, summarize
 from transfer_bench.analysis.stats.significance import (
     UNPAIRED_FALLBACK,
@@ -50,6 +53,7 @@ SAMPLE_COLUMNS: tuple[str, ...] = (
     "paired_ci_low",
     "paired_ci_high",
     "diff_std",
+    "pair_r",
     "ci_method",
     "welch_t",
     "welch_p",
@@ -86,7 +90,7 @@ def compare_samples(
     a: Samples,
     b: Samples,
     *,
-    test: str = "welch",
+    test: str = DEFAULT_TEST,
     n_resamples: int = 9999,
     seed: int = 0,
     confidence_level: float = 0.95,
@@ -95,9 +99,10 @@ def compare_samples(
     """All statistics of sample ``a`` (treatment) vs ``b`` (baseline), as one ``SAMPLE_COLUMNS`` row.
 
     ``a``/``b`` as ``pd.Series`` indexed by seed are *paired* when both hold exactly the same seeds;
-    then paired t, Wilcoxon and the bootstrap CI of the per-seed differences are filled in (arrays
-    are never paired). ``test`` picks the primary test whose statistic/p-value go to ``t``/``p``; a
-    paired test on unpaired data falls back to Welch / Mann-Whitney (``test`` says which ran).
+    then paired t, Wilcoxon, the bootstrap CI of the per-seed differences and the arms' correlation
+    ``pair_r`` are filled in (arrays are never paired). ``test`` picks the primary test whose
+    statistic/p-value go to ``t``/``p`` (``comparison_test``: a paired test on unpaired data falls
+    back to Welch / Mann-Whitney, and ``test`` says which ran).
     ``note`` joins every reason for a NaN or a caveat; the caller decides how to warn.
     """
     sa, seeded_a = _as_series(a)
@@ -148,33 +153,25 @@ def compare_samples(
         methods.append(ci.method)
     row["ci_method"] = ", ".join(m for m in ("BCa", "percentile") if m in methods)
 
-    # Tests.
+    # Tests: every one for its column; the primary one decided by comparison_test.
     w = welch(x, y)
     mw = mann_whitney(x, y)
     row.update(welch_t=w.t, welch_p=w.p, mwu_u=mw.statistic, mwu_p=mw.p)
-    results: dict[str, tuple[float, float, str]] = {
-        "welch": (w.t, w.p, w.note),
-        "mannwhitney": (mw.statistic, mw.p, mw.note),
-    }
+    why_empty = {}
     if paired:
         pt, wx = paired_t(x, y), wilcoxon_signed_rank(x, y)
         row.update(paired_t=pt.statistic, paired_p=pt.p, wilcoxon_w=wx.statistic)
         row["wilcoxon_p"] = wx.p
-        results["paired_t"] = (pt.statistic, pt.p, pt.note)
-        results["wilcoxon"] = (wx.statistic, wx.p, wx.note)
-    used = test
-    if test not in results:
-        used = UNPAIRED_FALLBACK[test]
-        notes.append(f"seeds not paired; {used} used instead of {test}")
-    row["test"] = used
-    row["t"], row["p"], test_note = results[used]
-    notes.append(test_note)
+        why_empty = {"paired_t": pt.note, "wilcoxon": wx.note}
+    primary = comparison_test(a, b, test)
+    row.update(test=primary.test, t=primary.statistic, p=primary.p, pair_r=primary.correlation)
+    notes.append(primary.note)
     if s1.n != s2.n:
         notes.append(f"unequal n ({s1.n} vs {s2.n})")
     notes.append(_zero_variance_note(x, y, names))
-    if paired and used not in UNPAIRED_FALLBACK and min(s1.n, s2.n) >= 2:
+    if paired and primary.test not in UNPAIRED_FALLBACK and min(s1.n, s2.n) >= 2:
         # Say why a paired column is empty even when the primary test is unpaired.
-        notes.extend(results[t][2] for t in UNPAIRED_FALLBACK)
+        notes.extend(why_empty.values())
 
     # Effect sizes.
     row.update(
