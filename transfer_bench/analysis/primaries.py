@@ -14,9 +14,7 @@ import pandas as pd
 from transfer_bench.config import AnalysisSpec, PrimaryComparison
 
 
-def table_primaries(
-    spec: AnalysisSpec, has_claim: bool
-) -> tuple[PrimaryComparison, ...] | None:
+def table_primaries(spec: AnalysisSpec, has_claim: bool) -> tuple[PrimaryComparison, ...] | None:
     """The ``primary`` argument of ``comparison_table`` for a suite: the declared entries; none
     for a claim suite without them (its checks are the primaries); None (every cell) otherwise."""
     if spec.primary:

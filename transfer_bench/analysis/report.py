@@ -51,6 +51,7 @@ from transfer_bench.fileio import atomic_write_text, suite_folder_lock
 
 REPORT_NAME = "report.md"
 HTML_NAME = "report.html"
+ROUNDS_FILE = "rounds.json"  # written by `run --until-mde` (analysis.rounds)
 TEST_NAMES = {
     "welch": "Welch's t-test",
     "mannwhitney": "Mann-Whitney U",
@@ -164,6 +165,23 @@ def _p(name: str, p: float) -> str:
     if not math.isfinite(p):
         return f"{name} n/a"
     return f"{name} < 0.001" if p < 0.001 else f"{name} = {p:.3f}"
+
+
+def rounds_text(suite_dir: Path) -> str:
+    """One sentence on how ``run --until-mde`` chose the seeds ("" when it did not run)."""
+    try:
+        rec = json.loads((Path(suite_dir) / ROUNDS_FILE).read_text())
+        rounds = rec["rounds"]
+        last = rounds[-1]
+        text = (
+            f"Seeds: the suite's {len(rec['suite_seeds'])} seed(s) extended to {last['seeds']} by "
+            f"`run --until-mde {rec['target_mde']:g} --max-seeds {rec['max_seeds']}` in "
+            f"{len(rounds)} round(s), each sized from the spread of the primary comparisons "
+            f"only, never from their effects (an internal pilot); last round: {last['reason']}."
+        )
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return ""
+    return text
 
 
 def counts_section(df: pd.DataFrame) -> str:
@@ -496,6 +514,7 @@ def _write_report(
     )
     checks = len(claim.checks) if claim is not None else None
     design = [
+        rounds_text(suite_dir),
         primaries_text(spec, a.comparison, checks),
         pairing_text(a.comparison),
         noise_text(a.comparison),

@@ -288,9 +288,7 @@ def caption_text(cmp: pd.DataFrame, context: Mapping[str, Any] | None = None) ->
         )
     if "mde" in cmp.columns:
         power = 100 * float(info.get("power", DEFAULT_POWER))
-        level = (
-            "alpha / m of its family (Holm's first step)" if correction != "none" else "alpha"
-        )
+        level = "alpha / m of its family (Holm's first step)" if correction != "none" else "alpha"
         parts.append(
             f"MDE: the smallest true difference the test detects with {power:g}% power at "
             f"{level}, given the observed spread and n (∞: the rank test cannot reach that level)."

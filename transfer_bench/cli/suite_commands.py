@@ -79,6 +79,17 @@ def plan(
             "before queuing it).",
         ),
     ] = False,
+    until_mde: Annotated[
+        float | None,
+        typer.Option(
+            "--until-mde",
+            help="Also print the seeds and training time `run --until-mde` would need to bring "
+            "every primary MDE to this many points (from the spread of existing results).",
+        ),
+    ] = None,
+    max_seeds: Annotated[
+        int | None, typer.Option(help="--until-mde: at most this many seeds (default: 20).")
+    ] = None,
 ) -> None:
     """Print every run of a suite, its output folder and the compute budget, without training."""
     from transfer_bench.runner.execute import is_complete
@@ -119,11 +130,51 @@ def plan(
             markup=False,
             highlight=False,
         )
+    if until_mde is not None:
+        _plan_until_mde(ctx.suite_dir, suite, until_mde, max_seeds)
     if strict and unavailable:
         raise TransferBenchError(
             f"--strict: {len(unavailable)} dataset(s) cannot be loaded here "
             f"({', '.join(unavailable)}); fix them as said above before running the suite"
         )
+
+
+def _plan_until_mde(suite_dir: Path, suite, target: float, max_seeds: int | None) -> None:
+    """``plan --until-mde``: the seeds and training time the rounds would take, from the spread
+    of the results so far (the suite's measured cost per seed, as ``power`` uses)."""
+    from transfer_bench.analysis.frame import load_results
+    from transfer_bench.analysis.rounds import (
+        DEFAULT_MAX_SEEDS,
+        PILOT_SEEDS,
+        measure_primaries,
+        plan_lines,
+    )
+    from transfer_bench.analysis.seed_advice import seconds_per_seed
+
+    if not target > 0:
+        raise TransferBenchError(f"--until-mde {target}: give a positive effect in points, e.g. 1")
+    cap = max_seeds if max_seeds is not None else max(DEFAULT_MAX_SEEDS, len(suite.seeds))
+    found, skipped, seeds = ([], [], 0)
+    if suite_dir.is_dir():
+        found, skipped, seeds = measure_primaries(suite_dir, suite)
+    if not found:
+        first = min(max(len(suite.seeds), PILOT_SEEDS), cap)
+        lines = [
+            f"until-mde {target:g} points: no measured primary comparison yet; the first round "
+            f"trains {first} seeds (the suite's {len(suite.seeds)}, at least {PILOT_SEEDS} "
+            "before looking), then adds seeds by the spread they show, up to "
+            f"{cap} seeds: at most {cap / len(suite.seeds):.1f}x the suite's budget above"
+        ]
+    else:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            per_seed = seconds_per_seed(load_results(suite_dir))
+        lines = plan_lines(found, seeds, target, max_seeds=cap, per_seed_s=per_seed)
+        lines += [f"  (left out: {s})" for s in skipped]
+    for line in lines:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def _print_datasets(ctx) -> list[str]:
@@ -203,6 +254,18 @@ def run(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Only the final summary and errors.")
     ] = False,
+    until_mde: Annotated[
+        float | None,
+        typer.Option(
+            "--until-mde",
+            help="Add seeds in rounds until every primary comparison's minimal detectable effect "
+            "is at most this many points (rounds sized from the spread only: an internal pilot).",
+        ),
+    ] = None,
+    max_seeds: Annotated[
+        int | None,
+        typer.Option(help="--until-mde: stop at this many seeds (default: 20, or the suite's)."),
+    ] = None,
 ) -> None:
     """Run a suite: search tickets, transfer them, write the report. Finished runs are skipped."""
     from transfer_bench.api import prepare, run_prepared, warm_up_pool
@@ -217,20 +280,24 @@ def run(
     display = make_progress("none" if quiet else progress, console, err_console)
     trackers = parse_trackers(track or ())
     p = prepare(suite_path, results, device=device, cache_dir=cache_dir, scale=scale)
+    run_kw = dict(
+        executor=executor,
+        workers=workers,
+        track=trackers,
+        progress=display,
+        report=False,
+        address=address,
+        cpus_per_run=cpus_per_run,
+        gpus_per_run=gpus_per_run,
+        runs_per_gpu=runs_per_gpu,
+    )
     previous = _stop_on_sigterm()
     try:
-        summary = run_prepared(
-            p,
-            executor=executor,
-            workers=workers,
-            track=trackers,
-            progress=display,
-            report=False,
-            address=address,
-            cpus_per_run=cpus_per_run,
-            gpus_per_run=gpus_per_run,
-            runs_per_gpu=runs_per_gpu,
-        )
+        if until_mde is None:
+            summary = run_prepared(p, **run_kw)
+        else:
+            again = lambda: make_progress("none" if quiet else progress, console, err_console)  # noqa: E731
+            p, summary = _run_until_mde(p, until_mde, max_seeds, run_kw, again, device, cache_dir)
     except KeyboardInterrupt as stop:
         what = "terminated" if isinstance(stop, Terminated) else "interrupted"
         err_console.print(
@@ -265,6 +332,56 @@ def _check_counts(**counts: int | None) -> None:
         if value is not None and value < 1:
             flag = "--" + name.replace("_", "-")
             raise TransferBenchError(f"{flag} {value}: use a whole number >= 1")
+
+
+def _run_until_mde(p, target, max_seeds, run_kw, new_progress, device, cache_dir):
+    """``run --until-mde``: rounds of seeds (``analysis.rounds``) until every primary MDE is at
+    most ``target`` points; returns the last round's prepared suite and run summary."""
+    from transfer_bench.analysis.rounds import (
+        DEFAULT_MAX_SEEDS,
+        measure_primaries,
+        run_rounds,
+        write_rounds,
+    )
+    from transfer_bench.api import prepare, run_prepared
+
+    if not target > 0:
+        raise TransferBenchError(f"--until-mde {target}: give a positive effect in points, e.g. 1")
+    cap = max_seeds if max_seeds is not None else max(DEFAULT_MAX_SEEDS, len(p.suite.seeds))
+    if cap < 2:
+        raise TransferBenchError(f"--max-seeds {cap}: give at least 2 seeds (e.g. 20)")
+    root = p.ctx.suite_dir.parents[len(p.suite.results_subdir.parts) - 1]
+    data = p.suite.model_dump(mode="json", exclude_unset=True)
+    state = {"p": p, "summary": None}
+
+    def run_round(seeds) -> None:
+        state["p"] = prepare({**data, "seeds": list(seeds)}, root, device=device,
+                             cache_dir=cache_dir)  # fmt: skip
+        fresh = {} if state["summary"] is None else {"progress": new_progress()}
+        state["summary"] = run_prepared(state["p"], **{**run_kw, **fresh})
+        done = f"until-mde: {len(seeds)} seeds: {state['summary']}"
+        console.print(done, markup=False, highlight=False, soft_wrap=True)
+
+    def measure():
+        found, skipped, _ = measure_primaries(p.ctx.suite_dir, state["p"].suite)
+        for line in skipped:
+            console.print(f"until-mde: left out {line}", markup=False, highlight=False)
+        if len(found) == 1:
+            console.print(
+                "until-mde: with one primary comparison, seeds added by its spread can raise its "
+                "false-positive rate to about 0.075 (simulated; see README, Power)",
+                markup=False,
+                highlight=False,
+            )
+        return found
+
+    def on_round(r) -> None:
+        console.print(f"until-mde: {r.describe(target)}", markup=False, highlight=False)
+
+    rounds = run_rounds(p.suite.seeds, run_round, measure, target, max_seeds=cap,
+                        on_round=on_round)  # fmt: skip
+    write_rounds(p.ctx.suite_dir, p.suite.seeds, target, cap, rounds)
+    return state["p"], state["summary"]
 
 
 def _check_determinism(ctx, runs) -> None:

@@ -49,6 +49,7 @@ COMPARISON_COLUMNS: tuple[str, ...] = (
     "baseline_std",
     "baseline_n",
     "diff",
+    "test",
     "t",
     "p",
     "p_adj",

@@ -18,7 +18,7 @@ positive r is the share of seed-to-seed variance that pairing removes from the c
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -39,16 +39,19 @@ DEFAULT_TEST = "paired_t"
 MIN_PAIRS_FOR_R = 3
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays have no boolean equality
 class Pairing:
     """How two seeded arms line up: ``paired`` when both hold exactly the same seeds (at least
-    one); ``seeds`` in a common order; ``correlation`` the Pearson r of the arms over those seeds
-    (NaN when unpaired, with fewer than ``MIN_PAIRS_FOR_R`` pairs or a constant arm)."""
+    one); ``seeds`` in a common order and ``x``/``y`` the two arms' values in that order (empty
+    when unpaired); ``correlation`` the Pearson r of the arms over those seeds (NaN when
+    unpaired, with fewer than ``MIN_PAIRS_FOR_R`` pairs or a constant arm)."""
 
     paired: bool
     seeds: tuple
     correlation: float
     note: str = ""
+    x: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    y: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 def _seeded(values: Samples) -> pd.Series | None:
@@ -80,8 +83,9 @@ def pair_by_seed(a: Samples, b: Samples) -> Pairing:
         parts.append(f"seeds {only_b} only in the second" if only_b else "")
         return Pairing(False, (), math.nan, "; ".join(p for p in parts if p))
     seeds = tuple(sa.index)
-    x, y = sa.to_numpy(), sb.loc[list(seeds)].to_numpy()
-    return Pairing(True, seeds, pearson_r(x, y))
+    x = sa.to_numpy()
+    y = (sb if sb.index.equals(sa.index) else sb.reindex(sa.index)).to_numpy()
+    return Pairing(True, seeds, pearson_r(x, y), x=x, y=y)
 
 
 @dataclass(frozen=True)
@@ -119,8 +123,7 @@ def comparison_test(a: Samples, b: Samples, test: str = DEFAULT_TEST) -> Compari
     notes: list[str] = []
     used = test
     if pairing.paired:
-        x = np.asarray(a.loc[list(pairing.seeds)], dtype=float)  # type: ignore[union-attr]
-        y = np.asarray(b.loc[list(pairing.seeds)], dtype=float)  # type: ignore[union-attr]
+        x, y = pairing.x, pairing.y
     elif test in UNPAIRED_FALLBACK:
         used = UNPAIRED_FALLBACK[test]
         why = f" ({pairing.note})" if pairing.note and x.size and y.size else ""
