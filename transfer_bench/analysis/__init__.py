@@ -6,6 +6,10 @@
 - ``style``/``plots``: paper style and the figure registry (``plot(kind, ...)``); ``figures/``: one
   module per figure kind
 - ``masks``: Jaccard / Hamming mask similarity between tickets
+- ``primaries``: which comparisons share the correction (``analysis.primary``, a claim's checks)
+- ``precision``: the report's lines on pairing (arms' correlation) and test-set noise
+- ``power``/``seed_advice``: minimal detectable effects, seeds needed (``transfer-bench power``)
+- ``rounds``: the seed-adding rule of ``run --until-mde`` (an internal pilot)
 - ``report``: ``write_report`` (``report.md`` and ``report.html``)
 """
 
@@ -22,6 +26,7 @@ _HOMES = {
     "write_report": "report",
     "adjust_pvalues": "stats",
     "compare": "stats",
+    "comparison_test": "stats",
     "holm": "stats",
     "welch": "stats",
 }

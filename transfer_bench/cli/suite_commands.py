@@ -585,8 +585,8 @@ def power(
     cost = f"{per_seed / 60:.1f} min" if per_seed == per_seed else "an unknown time"
     console.print(
         f"{suite.name}: {seeds} seeds of trainings so far; one more seed of the whole suite costs "
-        f"{cost} of training (measured). Power {power:g}; levels are alpha / m of each table "
-        "(Holm's first step).",
+        f"{cost} of training (measured). Power {power:g}; levels are alpha / m of each "
+        "correction family (a table's primary or secondary cells; Holm's first step).",
         markup=False,
         highlight=False,
         soft_wrap=True,

@@ -145,9 +145,7 @@ class AnalysisSpec(_Model):
 
     @field_validator("primary")
     @classmethod
-    def _distinct_primaries(
-        cls, v: tuple[PrimaryComparison, ...]
-    ) -> tuple[PrimaryComparison, ...]:
+    def _distinct_primaries(cls, v: tuple[PrimaryComparison, ...]) -> tuple[PrimaryComparison, ...]:
         seen: dict[PrimaryComparison, int] = {}
         for i, entry in enumerate(v):
             if entry in seen:
