@@ -243,15 +243,19 @@ def _secondary(role: str, text: str = " (secondary, exploratory)") -> str:
 
 
 def findings(a: Analysis, spec: AnalysisSpec) -> list[str]:
-    """Plain-language statements generated from the statistics."""
+    """Plain-language statements generated from the statistics (primary comparisons first)."""
     out: list[str] = []
     p_name = P_NAMES[spec.correction]
     cmp = a.comparison
     if not cmp.empty:
         multi_opt = cmp["optimizer"].nunique(dropna=False) > 1
-        for (control, source, target, optimizer), g in cmp.groupby(
-            ["control", "source", "target", "optimizer"], dropna=False, sort=True
-        ):
+        # a group (arm, source, target, optimizer) with a primary cell comes first
+        keys = ["control", "source", "target", "optimizer"]
+        groups = sorted(
+            cmp.groupby(keys, dropna=False, sort=True),
+            key=lambda kg: not (kg[1]["role"] == "primary").any(),
+        )
+        for (control, source, target, optimizer), g in groups:
             who = f"Ticket from {source}" if control == "ticket" else f"{control} ({source})"
             where = f"{target} ({optimizer})" if multi_opt else str(target)
             for r in g[g["significant"].fillna(False).astype(bool)].itertuples():

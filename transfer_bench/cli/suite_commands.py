@@ -362,6 +362,14 @@ def _run_until_mde(p, target, max_seeds, run_kw, new_progress, device, cache_dir
         done = f"until-mde: {len(seeds)} seeds: {state['summary']}"
         console.print(done, markup=False, highlight=False, soft_wrap=True)
 
+    if not p.suite.analysis.primary and p.suite.claim is None:
+        console.print(
+            "until-mde: no analysis.primary declared: every cell of the per-level table counts "
+            "as primary, so every cell must reach the target",
+            markup=False,
+            highlight=False,
+        )
+
     def measure():
         found, skipped, _ = measure_primaries(p.ctx.suite_dir, state["p"].suite)
         for line in skipped:
