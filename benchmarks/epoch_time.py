@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from transfer_bench.config import OptimizerSpec, TrainSpec
+from transfer_bench.devices import resolve_device
 from transfer_bench.models import build_model
 from transfer_bench.training import TrainData, train
 
@@ -95,6 +96,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/epoch_time.json"))
     args = ap.parse_args()
     dev = args.device
+    resolve_device(dev)  # a GPU gets the settings runs use (deterministic kernels), both loops
     adam = OptimizerSpec(name="adam", lr=1.2e-3)
     sgd = OptimizerSpec(name="sgd", lr=0.05, momentum=0.9)
     rows = []

@@ -56,6 +56,8 @@ def outcome_record(
         "seconds": round(outcome.seconds, 3),
         "diverged": outcome.diverged_at is not None,
         "diverged_at": outcome.diverged_at,
+        "precision": outcome.precision,  # the arithmetic used: fp32, or bf16 autocast
+        "channels_last": outcome.channels_last,
         "torch_threads": torch.get_num_threads(),
         "machine": fingerprint(ctx.device),
         **fields,
