@@ -477,3 +477,24 @@ def test_wall_estimate_counts_gpu_slots(monkeypatch, tmp_path: Path):
     assert estimate.wall_estimate(ctx, runs, "ray", None).workers == 4
     monkeypatch.setattr(estimate, "visible_gpus", lambda: ["0"])
     assert estimate.wall_estimate(ctx, runs, "auto", None).executor == "sequential"
+
+
+def test_an_op_without_a_deterministic_kernel_is_one_line(monkeypatch):
+    """torch raises deep inside a training for such an op under deterministic CUDA settings; the
+    loop turns it into one line naming the op and the switch."""
+    from transfer_bench.training import loop
+
+    def fail(*args, **kwargs):
+        raise RuntimeError(
+            "adaptive_max_pool2d_backward_cuda does not have a deterministic implementation, but "
+            "you set 'torch.use_deterministic_algorithms(True)'. You can turn off ..."
+        )
+
+    monkeypatch.setattr(loop.F, "cross_entropy", fail)
+    x = torch.randn(8, 1, 4, 4)
+    data = TrainData(x, torch.zeros(8, dtype=torch.long), x, torch.zeros(8, dtype=torch.long))
+    model = build_model("lenet_300_100", num_classes=2, in_channels=1, image_size=4, seed=0)
+    with pytest.raises(TransferBenchError, match="adaptive_max_pool2d_backward_cuda has no") as e:
+        train(model, data, TrainSpec(batch_size=4, epochs=1), OptimizerSpec(name="sgd", lr=0.1),
+              None, order_seed=0)  # fmt: skip
+    assert "TRANSFER_BENCH_DETERMINISTIC=warn" in str(e.value) and "\n" not in str(e.value)

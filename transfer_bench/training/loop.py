@@ -34,6 +34,8 @@ from torch import nn
 from transfer_bench import faults
 from transfer_bench.config import OptimizerSpec, TrainSpec
 from transfer_bench.data.adapt import normalize
+from transfer_bench.devices import DETERMINISM_ENV, nondeterministic_op
+from transfer_bench.errors import TransferBenchError
 from transfer_bench.pruning.masks import Masks
 from transfer_bench.training.augment import AUGMENTATIONS
 from transfer_bench.training.layout import to_channels_last
@@ -334,6 +336,15 @@ def train(
         if pending is not None and on_epoch is not None:
             on_epoch(pending)
         raise
+    except RuntimeError as e:  # torch's error for an op without a deterministic CUDA kernel
+        op = nondeterministic_op(e)
+        if op is None:
+            raise
+        raise TransferBenchError(
+            f"{op} has no deterministic CUDA kernel, and CUDA runs are made reproducible "
+            f"({DETERMINISM_ENV}=on); set {DETERMINISM_ENV}=warn to run it anyway (its results "
+            "will not repeat bit for bit), or use a model without that operation"
+        ) from None
     finally:
         for h in layout_hooks:
             h.remove()
