@@ -210,7 +210,12 @@ class PlainProgress:
                 f"~{_duration(counts.seconds_left())}"
             )
         elif e.kind in ("warning", "error", "info"):
-            print(f"{e.kind}: {e.key} {e.message}".strip(), file=sys.stderr, flush=True)
+            print(_event_line(e), file=sys.stderr, flush=True)
+
+
+def _event_line(e: RunEvent) -> str:
+    """``warning: <run key> <message>`` (no run key for suite-wide lines)."""
+    return " ".join(part for part in (f"{e.kind}:", e.key, e.message) if part)
 
 
 class RichProgress:
@@ -262,7 +267,7 @@ class RichProgress:
         elif e.kind in ("finish", "skip"):
             p.update(task, completed=counts.runs_done)
         elif e.kind in ("warning", "error", "info"):
-            self._err.print(f"{e.kind}: {e.key} {e.message}".strip(), markup=False)
+            self._err.print(_event_line(e), markup=False)
 
 
 class QuietProgress:
@@ -282,7 +287,7 @@ class QuietProgress:
 
     def event(self, e: RunEvent, counts: Counts) -> None:
         if e.kind in ("warning", "error"):
-            print(f"{e.kind}: {e.key} {e.message}".strip(), file=sys.stderr, flush=True)
+            print(_event_line(e), file=sys.stderr, flush=True)
 
 
 def is_terminal() -> bool:
