@@ -21,6 +21,7 @@ resume from; only a hard kill loses up to ``checkpoint_every`` seconds.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -33,7 +34,6 @@ from torch import nn
 
 from transfer_bench import faults
 from transfer_bench.config import OptimizerSpec, TrainSpec
-from transfer_bench.data.adapt import normalize
 from transfer_bench.devices import DETERMINISM_ENV, nondeterministic_op
 from transfer_bench.errors import TransferBenchError
 from transfer_bench.pruning.masks import Masks
@@ -49,7 +49,7 @@ class TrainData:
 
     Images are stored as they were loaded: uint8 ``[N, C, H, W]`` with the per-channel ``mean`` and
     ``std`` of the train split (in [0, 1] units), so a 32x32x3 image takes 3,072 bytes, not the
-    12,288 of a normalized float32 copy, and no split is ever copied whole. ``batch(x, rows)``
+    12,288 of a normalized float32 copy, and no split is ever copied whole. ``train_images(rows)``
     gathers rows and normalizes only them, with the same arithmetic as :func:`normalize`
     (``(x / 255 - mean) / std``), so results equal those of normalizing whole splits up front. Float
     images (``mean``/``std`` None) are used as they are (benchmarks, tests).
@@ -69,13 +69,22 @@ class TrainData:
     def device(self) -> torch.device:
         return self.x_train.device
 
+    @functools.cached_property
+    def _stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``mean`` and ``std`` as ``[C, 1, 1]`` float32 tensors on the data's device."""
+        c = self.x_train.shape[-3]
+        mean = self.mean if self.mean is not None else (0.0,) * c
+        std = self.std if self.std is not None else (1.0,) * c
+        as_t = lambda v: torch.tensor(v, dtype=torch.float32, device=self.device).view(c, 1, 1)  # noqa: E731
+        return as_t(mean), as_t(std)
+
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` (rows of either split) as the model sees it: float32, normalized."""
+        """``x`` (rows of either split) as the model sees it: float32, normalized with exactly
+        :func:`normalize`'s operations, in place on the new float tensor (no temporaries)."""
         if x.dtype != torch.uint8:
             return x
-        mean = self.mean if self.mean is not None else (0.0,) * x.shape[-3]
-        std = self.std if self.std is not None else (1.0,) * x.shape[-3]
-        return normalize(x, mean, std)
+        mean, std = self._stats
+        return x.to(torch.float32).div_(255.0).sub_(mean).div_(std)
 
     def train_images(self, rows: torch.Tensor) -> torch.Tensor:
         """Training images ``rows`` (an index tensor on any device), prepared."""
