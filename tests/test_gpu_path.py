@@ -498,3 +498,24 @@ def test_an_op_without_a_deterministic_kernel_is_one_line(monkeypatch):
         train(model, data, TrainSpec(batch_size=4, epochs=1), OptimizerSpec(name="sgd", lr=0.1),
               None, order_seed=0)  # fmt: skip
     assert "TRANSFER_BENCH_DETERMINISTIC=warn" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_augmented_batches_reach_the_model_in_its_layout():
+    """The batch a channels_last model gets is channels_last after augmentation (whose gathers
+    return the default layout), so no layout copy happens inside the first convolution."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (32, 3, 8, 8), dtype=torch.uint8, generator=g)
+    y = torch.randint(0, 4, (32,), generator=g)
+    data = TrainData(x, y, x[:8], y[:8], mean=(0.5,) * 3, std=(0.25,) * 3)
+    model = build_model("conv2", num_classes=4, in_channels=3, image_size=8, seed=0)
+    seen = []
+    model.register_forward_pre_hook(
+        lambda m, args: (
+            seen.append(args[0].is_contiguous(memory_format=torch.channels_last))
+            if m.training
+            else None
+        )
+    )
+    spec = TrainSpec(batch_size=16, epochs=1, augment="crop_flip", padding=2, channels_last="on")
+    train(model, data, spec, OptimizerSpec(name="sgd", lr=0.1), None, order_seed=0)
+    assert seen and all(seen)
