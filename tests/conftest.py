@@ -2,5 +2,25 @@
 the test), as before ``auto``; tests of the pool and of ``auto`` ask for them explicitly."""
 
 import os
+from pathlib import Path
+
+import numpy as np
+import pytest
 
 os.environ.setdefault("TRANSFER_BENCH_EXECUTOR", "sequential")
+
+
+@pytest.fixture
+def cifar_sized_npz(tmp_path: Path) -> Path:
+    """A ``local:`` dataset of CIFAR-10's size (50,000 + 10,000 random 32x32x3 uint8 images), for
+    the memory tests of the CPU and GPU paths."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "big.npz"
+    np.savez(
+        path,
+        x_train=rng.integers(0, 256, (50_000, 3, 32, 32), dtype=np.uint8),
+        y_train=rng.integers(0, 10, 50_000),
+        x_test=rng.integers(0, 256, (10_000, 3, 32, 32), dtype=np.uint8),
+        y_test=rng.integers(0, 10, 10_000),
+    )
+    return path

@@ -13,7 +13,6 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -99,16 +98,8 @@ def test_cuda_agrees_with_the_cpu(name, precision, tolerance):
     assert diff < tolerance
 
 
-def test_data_lives_on_the_gpu_once_as_uint8(tmp_path: Path):
-    rng = np.random.default_rng(0)
-    path = tmp_path / "big.npz"
-    np.savez(
-        path,
-        x_train=rng.integers(0, 256, (50_000, 3, 32, 32), dtype=np.uint8),
-        y_train=rng.integers(0, 10, 50_000),
-        x_test=rng.integers(0, 256, (10_000, 3, 32, 32), dtype=np.uint8),
-        y_test=rng.integers(0, 10, 10_000),
-    )
+def test_data_lives_on_the_gpu_once_as_uint8(tmp_path: Path, cifar_sized_npz: Path):
+    path = cifar_sized_npz
     suite = parse_suite(
         {
             "name": "mem",

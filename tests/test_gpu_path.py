@@ -18,7 +18,6 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing.managers import SyncManager
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -120,19 +119,11 @@ print(json.dumps({
 
 
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")
-def test_training_process_memory_stays_near_the_uint8_size(tmp_path: Path):
+def test_training_process_memory_stays_near_the_uint8_size(cifar_sized_npz: Path):
     """A 50,000-image 32x32x3 training split is 150 MiB as uint8 and 600 MiB as float32; training
     on it (an epoch's first steps and an evaluation of 10,000 test images) must grow the process
     by far less than the uint8 size, not by float copies of the splits and of every epoch."""
-    rng = np.random.default_rng(0)
-    path = tmp_path / "big.npz"
-    np.savez(
-        path,
-        x_train=rng.integers(0, 256, (50_000, 3, 32, 32), dtype=np.uint8),
-        y_train=rng.integers(0, 10, 50_000),
-        x_test=rng.integers(0, 256, (10_000, 3, 32, 32), dtype=np.uint8),
-        y_test=rng.integers(0, 10, 10_000),
-    )
+    path = cifar_sized_npz
     out = subprocess.run(
         [sys.executable, "-c", MEMORY_SCRIPT, str(path)],
         capture_output=True,
