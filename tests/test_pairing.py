@@ -102,10 +102,9 @@ def test_report_compare_and_claim_give_one_test_and_one_p(tmp_path: Path, drop_s
     report_row = _cell(pd.read_csv(suite_dir / "tables" / "comparison.csv"))
     check = json.loads((suite_dir / "claim.json").read_text())["checks"][0]
 
-    (suite_dir / "tables" / "comparison.csv").unlink()
     out = runner.invoke(app, ["compare", str(suite_dir)])
     assert out.exit_code == 0, out.output
-    compare_row = _cell(pd.read_csv(suite_dir / "tables" / "comparison.csv"))
+    compare_row = _cell(pd.read_csv(suite_dir / "compare" / "comparison.csv"))
     with pytest.warns(UserWarning) if drop_seed is not None else nullcontext():
         python_row = _cell(compare(load_results(suite_dir), baseline="random_global"))
 

@@ -356,7 +356,10 @@ CORPUS: dict[str, tuple[Callable[[], bytes], str]] = {
     ),
     "v2-truncated-values": (v2_truncated_values, "truncated or corrupted"),
     "pickle-renamed": (lambda: pickle.dumps({"masks": [1, 2, 3], "w": [0.5]}), "pickle"),
-    "pickle-protocol-0": (lambda: pickle.dumps({"masks": [1, 2, 3]}, protocol=0), "limit"),
+    "pickle-protocol-0": (
+        lambda: pickle.dumps({"masks": [1, 2, 3]}, protocol=0),
+        "is a text file",  # protocol 0 is printable text
+    ),
     "zip-renamed": (zip_bytes, "zip archive"),
 }
 

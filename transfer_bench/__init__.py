@@ -15,7 +15,10 @@ from __future__ import annotations
 from transfer_bench.errors import TransferBenchError as TransferBenchError
 from transfer_bench.lazy import lazy_names
 
-__version__ = "0.1.0"
+#: The one place the version is written: pyproject.toml reads it at build time (setuptools
+#: ``dynamic``), so the package metadata, ``transfer-bench --version``, every ticket and every
+#: result's machine record agree. 0.2: seeding rule 2, paired tests by default, the head policy.
+__version__ = "0.2.0"
 
 _HOMES = {
     "Suite": "config",

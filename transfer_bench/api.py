@@ -1,6 +1,7 @@
 """Running a suite, shared by the command line (``transfer-bench run``) and Python (``run_suite``).
 
-``prepare`` loads the suite and plans it; ``run_prepared`` writes the suite copy and plan, opens
+``prepare`` loads the suite and plans it; ``run_prepared`` checks it before anything is written
+(``runs.preflight``: datasets, model, rewind points, worker counts), writes the suite copy and plan, opens
 the trackers, dispatches the runs to an executor (``dispatch``: one function, so a new executor
 is one branch), turns run events into per-training progress and tracking (``progress.py``,
 ``tracking.py``), and writes the report. Interrupts propagate (``KeyboardInterrupt`` or
@@ -227,9 +228,12 @@ def run_prepared(
     # lazy: progress and the executors import torch
     from transfer_bench.progress import TrainingWatcher, make_progress
     from transfer_bench.runner.executors import check_executor
+    from transfer_bench.runs.preflight import preflight
     from transfer_bench.tracking import open_trackers, parse_trackers
 
     check_executor(executor)
+    # every dataset, the model, rewind points and worker counts, before anything is written
+    preflight(p.suite, p.ctx.cache_dir, workers=workers, runs_per_gpu=runs_per_gpu)
     names = parse_trackers([*p.suite.track, *parse_trackers(track)])
     display = make_progress(progress) if isinstance(progress, str) else progress
     suite_dir = p.ctx.suite_dir

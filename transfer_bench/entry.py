@@ -19,7 +19,12 @@ from transfer_bench.tickets.commands import inspect_file, verify_files
 
 
 def _fast_command(argv: Sequence[str]) -> Callable[[], int] | None:
-    """The direct call for ``ticket verify FILE...`` / ``ticket inspect FILE``, else None."""
+    """The direct call for ``ticket verify FILE...`` / ``ticket inspect FILE`` (and
+    ``--version``), else None."""
+    if list(argv) == ["--version"]:
+        from transfer_bench import __version__  # lazy: only this command needs it
+
+        return lambda: print(f"transfer-bench {__version__}") or 0
     if len(argv) < 3 or argv[0] != "ticket" or any(a.startswith("-") for a in argv[1:]):
         return None
     files = [Path(a) for a in argv[2:]]

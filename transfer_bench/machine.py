@@ -1,8 +1,9 @@
 """The machine a training ran on: CPU, cores, torch build, device and BLAS, as a small JSON record.
 
 Float results differ between CPUs, thread counts and torch builds (different kernels, different
-summation order), so every ``result.json`` carries this fingerprint, reports show it, and
-comparisons of result folders warn when the builds differ. ``BUILD_KEYS`` are the fields whose
+summation order), so every ``result.json`` carries this fingerprint (with the transfer-bench
+version that trained it), reports show it, and comparisons of result folders warn when the builds
+differ. ``BUILD_KEYS`` are the fields whose
 difference changes the arithmetic; the rest describe the machine.
 """
 
@@ -16,6 +17,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
+
+from transfer_bench import __version__
 
 #: fields that change the floating-point arithmetic of a training when they differ
 BUILD_KEYS: tuple[str, ...] = ("cpu", "torch", "build", "device", "blas", "threads")
@@ -46,6 +49,7 @@ def _blas() -> str:
 def _static() -> dict[str, Any]:
     cuda = torch.version.cuda
     return {
+        "transfer_bench": __version__,
         "cpu": _cpu_model(),
         "cores": os.cpu_count() or 0,
         "torch": torch.__version__,
@@ -81,6 +85,7 @@ def describe(record: Mapping[str, Any]) -> str:
         f"{record.get('threads', '?')} torch threads, device {record.get('device', '?')}, "
         f"torch {record.get('torch', '?')} ({record.get('build', '?')} build), "
         f"BLAS {record.get('blas', '?')}"
+        + (f", transfer-bench {record['transfer_bench']}" if record.get("transfer_bench") else "")
     )
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from transfer_bench.analysis.power import Design, cell_alpha, mde
+from transfer_bench.analysis.power import Design, cell_alpha, mde, metric_span
 from transfer_bench.analysis.stats import bootstrap_ci, comparison_test, holm, pair_by_seed
 from transfer_bench.config import ArmSelector, ClaimCheck, ClaimSpec
 from transfer_bench.fileio import atomic_write_json, atomic_write_text
@@ -206,7 +206,8 @@ def _check_mde(check: ClaimCheck, row: dict[str, Any], level: float) -> float:
     design = check_design(row)
     if check.test != "t" or check.expect == "equivalent" or design is None:
         return math.nan
-    return mde(design, level, sides=2 if check.expect in ("greater", "less") else 1)
+    sides = 2 if check.expect in ("greater", "less") else 1
+    return mde(design, level, sides=sides, span=metric_span(check.metric))
 
 
 def _measure(check: ClaimCheck, frame: pd.DataFrame, n_resamples: int) -> dict[str, Any]:
@@ -332,8 +333,11 @@ def fmt_effect(r: dict[str, Any]) -> str:
 
 
 def fmt_mde(r: dict[str, Any]) -> str:
-    """The check's minimal detectable effect in display units, "–" where none applies."""
+    """The check's minimal detectable effect in display units, "–" where none applies, "n.e."
+    where no difference the metric allows would be detected (``power.mde``)."""
     value = r.get("mde", math.nan)
+    if isinstance(value, float) and math.isinf(value):
+        return "n.e. (no possible difference detectable with these seeds)"
     return f"{value * r['scale']:.2f} {r['unit']}" if math.isfinite(value) else "–"
 
 

@@ -19,6 +19,11 @@ test can detect in any cell. Rank tests (Mann-Whitney, Wilcoxon) get the MDE of 
 counterpart (their efficiency relative to it is about 0.95 for normal data), except when their
 smallest attainable p-value exceeds the level: then nothing is detectable and the MDE is infinite.
 Observed standard deviations stand in for the true ones, so the MDE is an estimate, not a bound.
+
+A metric has a range: two accuracies cannot differ by more than 100 points (``metric_span``). An
+MDE beyond that span says only that no difference the metric allows would be detected (typical of
+2 seeds, where the paired t-test has 1 degree of freedom), so ``mde(..., span=...)`` returns
+infinity there, like a rank test that cannot reach its level: "not estimable with these seeds".
 """
 
 from __future__ import annotations
@@ -111,6 +116,12 @@ def min_rank_p(test: str, n_a: int, n_b: int, sides: int = 2) -> float:
     return 0.0
 
 
+def metric_span(metric: str) -> float | None:
+    """The largest difference ``metric`` allows, in its own unit: 1.0 for accuracies (fractions,
+    so 100 points); None for metrics without a fixed range."""
+    return 1.0 if str(metric).endswith("accuracy") else None
+
+
 def mde(
     design: Design,
     alpha: float,
@@ -118,10 +129,12 @@ def mde(
     power: float = DEFAULT_POWER,
     sides: int = 2,
     test: str = "welch",
+    span: float | None = None,
 ) -> float:
     """The minimal detectable effect of ``test`` on ``design`` at level ``alpha`` (module doc):
     NaN with fewer than 2 seeds, 0 without any spread, infinite where a rank test cannot reach
-    ``alpha``. Same unit as the standard deviations."""
+    ``alpha`` or, given the metric's ``span`` (``metric_span``), where even a difference of the
+    whole span is detected with less than ``power``. Same unit as the standard deviations."""
     if not (0 < power < 1 and 0 < alpha < 1):
         raise ValueError(f"power and alpha must lie in (0, 1), got {power} and {alpha}")
     if min_rank_p(test, design.n_a, design.n_b, sides) > alpha:
@@ -131,6 +144,8 @@ def mde(
         return math.nan
     if se == 0:
         return 0.0
+    if span is not None and design.power(span, alpha, sides) < power:
+        return math.inf
     gap = lambda delta: design.power(delta, alpha, sides) - power  # noqa: E731
     high = se
     while gap(high) < 0:

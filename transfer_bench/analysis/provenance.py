@@ -160,12 +160,16 @@ def machine_section(df: pd.DataFrame) -> str:
     if not found:
         return ""
     missing = int(df["machine"].map(lambda r: not isinstance(r, dict)).sum())
-    lines = ["| trainings | CPU | cores | torch threads | device | torch | build | BLAS | Python |"]
-    lines.append("|---|---|---|---|---|---|---|---|---|")
+    lines = [
+        "| trainings | CPU | cores | torch threads | device | torch | build | BLAS | Python | "
+        "transfer-bench |"
+    ]
+    lines.append("|---|---|---|---|---|---|---|---|---|---|")
     for r, n in found:
         lines.append(
             f"| {n} | {r.get('cpu')} | {r.get('cores')} | {r.get('threads')} | {r.get('device')} | "
-            f"{r.get('torch')} | {r.get('build')} | {r.get('blas')} | {r.get('python')} |"
+            f"{r.get('torch')} | {r.get('build')} | {r.get('blas')} | {r.get('python')} | "
+            f"{r.get('transfer_bench') or 'not recorded'} |"
         )
     tail = f"\n\n{missing} training(s) recorded no machine (older runs)." if missing else ""
     return "## Machine\n\n" + "\n".join(lines) + tail

@@ -50,6 +50,7 @@ from transfer_bench.errors import ConfigError
 from transfer_bench.fileio import atomic_write_text, suite_folder_lock
 
 REPORT_NAME = "report.md"
+TABLES_DIR = "tables"  # the report's own tables, rewritten by every report
 HTML_NAME = "report.html"
 ROUNDS_FILE = "rounds.json"  # written by `run --until-mde` (analysis.rounds)
 TEST_NAMES = {
@@ -208,7 +209,7 @@ def _table_section(
 ) -> str:
     if table.empty:
         return f"## {title}\n\nNothing to compare (see warnings)."
-    paths = write_tables(table, suite_dir / "tables", stem, context)
+    paths = write_tables(table, suite_dir / TABLES_DIR, stem, context)
     links = ", ".join(f"[{p.suffix[1:]}](tables/{p.name})" for p in paths)
     parts = [f"## {title}", caption_text(table, context), f"Tables: {links}."]
     keys = ["target", "optimizer"] if "optimizer" in table.columns else ["target"]
@@ -304,13 +305,32 @@ def findings(a: Analysis, spec: AnalysisSpec) -> list[str]:
     return out
 
 
+def figure_data(a: Analysis, suite_dir: Path) -> dict[str, Any]:
+    """What every figure of a suite is drawn from: the analysed results (diverged trainings
+    counted as ``analysis.diverged`` says) and the report's comparison table (its test, baseline
+    and correction give the transfer matrix its reference and stars)."""
+    return {"results": a.results, "comparison": a.comparison, "suite_dir": suite_dir}
+
+
+def figure_options(kind: str, spec: AnalysisSpec) -> dict[str, Any]:
+    """The suite's analysis settings as a figure's options: the metric of the kinds that plot
+    one, and the suite's baseline as the transfer matrix's reference (so ``plot`` and the report
+    draw the same figure)."""
+    options: dict[str, Any] = {}
+    if kind in ("sparsity_curve", "transfer_matrix", "optimizer_transfer"):
+        options["metric"] = spec.metric
+    if kind == "transfer_matrix":
+        options["reference"] = spec.baseline
+    return options
+
+
 def figures_section(
     a: Analysis, suite_dir: Path, spec: AnalysisSpec
 ) -> tuple[list[str], list[Path]]:
     """Draw the suite's figures; one Markdown block per figure (in ``spec.plots`` order) and PNGs."""
     from transfer_bench.analysis.plots import plot  # lazy: matplotlib, only when drawing
 
-    data = {"results": a.results, "comparison": a.comparison, "suite_dir": suite_dir}
+    data = figure_data(a, suite_dir)
     parts: list[str] = []
     pngs: list[Path] = []
     tickets_exist = any(suite_dir.glob("*/seed_*/level_*/ticket.ticket"))
@@ -336,9 +356,7 @@ def figures_section(
             continue
         if kind == "stability" and (a.results.empty or "stability" not in set(a.results["kind"])):
             continue
-        options: dict[str, Any] = {}
-        if kind in ("sparsity_curve", "transfer_matrix", "optimizer_transfer"):
-            options["metric"] = spec.metric
+        options = figure_options(kind, spec)
         try:
             paths = plot(kind, data, suite_dir / "figures" / kind, width=spec.width, **options)
         except ConfigError as e:

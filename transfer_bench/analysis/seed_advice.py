@@ -71,6 +71,7 @@ def table_advice(
 ) -> pd.DataFrame:
     """One advice row per tested row of a ``comparison_table``/``auc_table`` (metric units)."""
     rows = []
+    span = pw.metric_span(table.attrs.get("metric", "test_accuracy"))
     for _, r in table.iterrows():
         if not math.isfinite(float(r.get("mde_alpha", math.nan))):
             continue
@@ -83,7 +84,9 @@ def table_advice(
                 "what": _label(r),
                 "n": n,
                 "observed": float(r["diff"]),
-                "mde": pw.mde(design, float(r["mde_alpha"]), power=power, test=str(r["test"])),
+                "mde": pw.mde(
+                    design, float(r["mde_alpha"]), power=power, test=str(r["test"]), span=span
+                ),
                 "effect": target,
                 "power_now": design.power(target, float(r["mde_alpha"])),
                 "alpha": float(r["mde_alpha"]),
@@ -156,7 +159,7 @@ def claim_advice(
             needed = None
         base.update(
             observed=mean,
-            mde=pw.mde(design, alpha, power=power, sides=sides),
+            mde=pw.mde(design, alpha, power=power, sides=sides, span=pw.metric_span(check.metric)),
             effect=distance,
             power_now=design.power(distance, alpha, sides) if distance > 0 else math.nan,
             seeds_needed=needed,

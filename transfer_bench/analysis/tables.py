@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from transfer_bench.analysis.power import DEFAULT_POWER
+from transfer_bench.analysis.stats.effects import MIN_BOOTSTRAP_N as MIN_CI_SEEDS
 from transfer_bench.fileio import atomic_write_text
 
 MARKS: tuple[tuple[float, str], ...] = ((0.001, "***"), (0.01, "**"), (0.05, "*"))
@@ -37,7 +38,11 @@ METRIC_NAMES: dict[str, str] = {
     "best_test_accuracy": "Best test accuracy",
 }
 PAIRED_TESTS = ("paired_t", "wilcoxon")
-MISSING = "–"
+MISSING = "–"  # a name that is not there (e.g. no source)
+#: a statistic these seeds cannot give (a test, g or r with too few seeds or no spread; an MDE
+#: beyond the metric's range); each table's caption says why, once
+NOT_ESTIMABLE = "n.e."
+NO_RUNS = "no runs"
 
 # LaTeX replacements for special characters (backslash first is handled by a single pass).
 _LATEX = {
@@ -99,37 +104,37 @@ def fmt_percent_remaining(pct: float) -> str:
 
 
 def fmt_mean_std(mean: float, std: float) -> str:
-    """Accuracy fraction as percent "93.12 ± 0.45" (std omitted when undefined)."""
+    """Accuracy fraction as percent "93.12 ± 0.45" (std omitted when undefined; "no runs" when
+    the arm has none)."""
     if not _finite(mean):
-        return MISSING
+        return NO_RUNS
     return f"{100 * mean:.2f} ± {100 * std:.2f}" if _finite(std) else f"{100 * mean:.2f}"
 
 
 def fmt_diff(diff: float, low: float, high: float) -> str:
     """Difference in percentage points with its CI: "+3.10 [+1.20, +4.85]"."""
     if not _finite(diff):
-        return MISSING
+        return NOT_ESTIMABLE
     ci = f" [{100 * low:+.2f}, {100 * high:+.2f}]" if _finite(low) and _finite(high) else ""
     return f"{100 * diff:+.2f}{ci}"
 
 
 def fmt_p_marked(p: float) -> str:
-    """p-value with three decimals ("<0.001" below) and significance marks; "–" when untested."""
+    """p-value with three decimals ("<0.001" below) and significance marks; "n.e." when untested."""
     if not _finite(p):
-        return MISSING
+        return NOT_ESTIMABLE
     text = "<0.001" if p < 0.001 else f"{p:.3f}"
     return text + significance_marks(p)
 
 
 def fmt_mde(mde: float) -> str:
-    """Minimal detectable effect in points ("1.85"); "∞" when the test cannot reach the level."""
-    if isinstance(mde, float) and math.isinf(mde):
-        return "∞"
-    return f"{100 * mde:.2f}" if _finite(mde) else MISSING
+    """Minimal detectable effect in points ("1.85"); "n.e." when these seeds detect no difference
+    the metric allows (infinite MDE) or none was computed (an untested cell)."""
+    return f"{100 * mde:.2f}" if _finite(mde) else NOT_ESTIMABLE
 
 
 def _fmt(value: Any, spec: str) -> str:
-    return format(value, spec) if _finite(value) else MISSING
+    return format(value, spec) if _finite(value) else NOT_ESTIMABLE
 
 
 # ---------------------------------------------------------------------------------- display frame
@@ -154,7 +159,7 @@ def _binomial_cell(row: pd.Series) -> str:
     """The binomial test-set SE of one accuracy of each arm, in points: "0.41/0.44"."""
     a, b = row.get("ticket_binom_se"), row.get("baseline_binom_se")
     if not _finite(a):
-        return MISSING
+        return NOT_ESTIMABLE
     return f"{100 * a:.2f}/{100 * b:.2f}" if _finite(b) else f"{100 * a:.2f}"
 
 
@@ -163,8 +168,16 @@ def _remaining_cell(row: pd.Series) -> str:
         return fmt_percent_remaining(row["percent_remaining"])
     low, high = row.get("density_min"), row.get("density_max")
     if not (_finite(low) and _finite(high)):
-        return MISSING
+        return NOT_ESTIMABLE
     return f"{fmt_percent_remaining(100 * high)}–{fmt_percent_remaining(100 * low)}"
+
+
+def _shows_dense(cmp: pd.DataFrame) -> bool:
+    """Whether the table gets a dense column: the rows know the dense network's accuracy and the
+    baseline is not the dense network itself (then it is the baseline column)."""
+    if "dense_mean" not in cmp.columns or not cmp["dense_mean"].notna().any():
+        return False
+    return not ("baseline" in cmp.columns and (cmp["baseline"] == "dense").all())
 
 
 def display_frame(cmp: pd.DataFrame) -> pd.DataFrame:
@@ -190,8 +203,10 @@ def display_frame(cmp: pd.DataFrame) -> pd.DataFrame:
         ("Remaining (%)", _remaining_cell),
         (f"{arm} (%)", lambda r: fmt_mean_std(r.ticket_mean, r.ticket_std)),
         (f"{base} (%)", lambda r: fmt_mean_std(r.baseline_mean, r.baseline_std)),
-        ("n", lambda r: f"{r.ticket_n}/{r.baseline_n}"),
     ]
+    if _shows_dense(cmp):
+        columns.append(("dense (%)", lambda r: fmt_mean_std(r.dense_mean, r.dense_std)))
+    columns += [("n", lambda r: f"{r.ticket_n}/{r.baseline_n}")]
     if "ticket_binom_se" in cmp.columns and cmp["ticket_binom_se"].notna().any():
         columns.append(("Test SE (points)", _binomial_cell))
     columns.append(("Δ (points)", _diff_cell))
@@ -209,6 +224,50 @@ def display_frame(cmp: pd.DataFrame) -> pd.DataFrame:
         columns.append(("MDE (points)", lambda r: fmt_mde(r.mde)))
     data = {header: [fn(r) for r in rows] for header, fn in columns}
     return pd.DataFrame(data, columns=[h for h, _ in columns])
+
+
+def _has_ci(row: pd.Series) -> bool:
+    """Whether the row's Δ cell shows a CI (``_diff_cell``'s choice of interval)."""
+    if row.get("test") in PAIRED_TESTS and _finite(row.get("paired_ci_low")):
+        return True
+    return _finite(row.get("diff_ci_low")) and _finite(row.get("diff_ci_high"))
+
+
+def _ns(rows: pd.DataFrame) -> str:
+    """ "n = 2/2" (or "n = 1/1, 2/2"): the seed counts of ``rows``, arm/baseline."""
+    pairs = sorted({(int(a), int(b)) for a, b in rows[["ticket_n", "baseline_n"]].to_numpy()})
+    return "n = " + ", ".join(f"{a}/{b}" for a, b in pairs)
+
+
+def _not_estimable_reasons(cmp: pd.DataFrame) -> list[str]:
+    """Why the table's ``n.e.`` cells are empty, each reason once, with the seeds behind it."""
+    need = {"ticket_n", "baseline_n", "p"}
+    if cmp.empty or not need <= set(cmp.columns):
+        return []
+    n = cmp[["ticket_n", "baseline_n"]].min(axis=1)
+    reasons = []
+    few = cmp[n < 2]
+    if len(few):
+        reasons.append(f"a test, g and an MDE need at least 2 seeds per arm ({_ns(few)})")
+    flat = cmp[(n >= 2) & cmp["p"].isna()]
+    if len(flat):
+        reasons.append(
+            "where the seeds do not vary (every seed gave the same accuracy, or the same "
+            f"difference) the t statistic, g and r are undefined ({_ns(flat)})"
+        )
+    if "pair_r" in cmp.columns and cmp["pair_r"].notna().any():
+        no_r = cmp[(n == 2) & cmp["pair_r"].isna()]
+        if len(no_r):
+            reasons.append(f"r needs at least 3 paired seeds ({_ns(no_r)})")
+    if "mde" in cmp.columns:
+        blind = cmp[cmp["mde"].map(lambda v: isinstance(v, float) and math.isinf(v))]
+        if len(blind):
+            reasons.append(
+                "an MDE is n.e. where not even the largest difference accuracy allows (100 "
+                f"points) would be detected with {100 * DEFAULT_POWER:g}% power ({_ns(blind)}: "
+                "too few seeds for this spread, or a rank test that cannot reach the level)"
+            )
+    return reasons
 
 
 def _n_text(cmp: pd.DataFrame) -> str:
@@ -244,15 +303,27 @@ def caption_text(cmp: pd.DataFrame, context: Mapping[str, Any] | None = None) ->
     if info.get("table") == "auc":
         what += " averaged over log10(density) (normalised area under the accuracy curve)"
     parts.append(f"{what} in percent, mean ± std over {_n_text(cmp)}.")
+    if _shows_dense(cmp):
+        parts.append(
+            "dense: the unpruned network trained on the target, mean ± std over its seeds."
+        )
     methods = ", ".join(sorted({m for v in cmp.get("ci_method", []) for m in str(v).split(", ")}))
     resamples = int(info.get("n_resamples", 0) or 0)
-    if resamples > 0 and "diff_ci_low" in cmp.columns:
+    with_ci = [_has_ci(r) for _, r in cmp.iterrows()]
+    if resamples > 0 and "diff_ci_low" in cmp.columns and any(with_ci):
         level = 100 * float(info.get("confidence_level", 0.95))
         how = "BCa" if methods in ("", "BCa") else "BCa; percentile where BCa was undefined"
         paired = test in PAIRED_TESTS
+        some = "" if all(with_ci) else f"; none where an arm has fewer than {MIN_CI_SEEDS} seeds"
         parts.append(
             f"Δ = {_arms(cmp, info)} in percentage points with {level:g}% bootstrap CI ({how}, "
-            f"{resamples} resamples{', of per-seed differences where paired' if paired else ''})."
+            f"{resamples} resamples{', of per-seed differences where paired' if paired else ''}"
+            f"{some})."
+        )
+    elif resamples > 0 and "diff_ci_low" in cmp.columns and len(cmp):
+        parts.append(
+            f"Δ = {_arms(cmp, info)} in percentage points, without a CI: a bootstrap CI needs "
+            f"at least {MIN_CI_SEEDS} seeds per arm ({_n_text(cmp)})."
         )
     else:
         parts.append(f"Δ = {_arms(cmp, info)} in percentage points.")
@@ -291,8 +362,11 @@ def caption_text(cmp: pd.DataFrame, context: Mapping[str, Any] | None = None) ->
         level = "alpha / m of its family (Holm's first step)" if correction != "none" else "alpha"
         parts.append(
             f"MDE: the smallest true difference the test detects with {power:g}% power at "
-            f"{level}, given the observed spread and n (∞: the rank test cannot reach that level)."
+            f"{level}, given the observed spread and n."
         )
+    reasons = _not_estimable_reasons(cmp)
+    if reasons:
+        parts.append(f"{NOT_ESTIMABLE}: not estimable with these seeds: {'; '.join(reasons)}.")
     if info.get("note"):
         parts.append(str(info["note"]).rstrip(".") + ".")
     return " ".join(parts)

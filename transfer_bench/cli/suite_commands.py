@@ -75,8 +75,9 @@ def plan(
         bool,
         typer.Option(
             "--strict",
-            help="Exit with status 2 when a dataset cannot be loaded here (to check a suite "
-            "before queuing it).",
+            help="Also exit with status 2 when a catalogue dataset is known but cannot be "
+            "loaded on this machine, or when the suite has fewer than 3 seeds (to check a "
+            "suite before queuing it here).",
         ),
     ] = False,
     until_mde: Annotated[
@@ -91,27 +92,32 @@ def plan(
         int | None, typer.Option(help="--until-mde: at most this many seeds (default: 20).")
     ] = None,
 ) -> None:
-    """Print every run of a suite, its output folder and the compute budget, without training."""
+    """Print every run of a suite, its output folder and the compute budget, without training.
+
+    Exits with status 2 when the suite cannot run: a dataset that cannot be loaded (and is not a
+    catalogue dataset sized from the catalogue), a model that cannot take the input, a rewind
+    point past the end of training, a bad worker count. ``--strict`` adds stricter checks."""
     from transfer_bench.runner.execute import is_complete
+    from transfer_bench.runs.preflight import check_counts
 
     if executor not in ("auto", "sequential", "local", "ray"):
         raise TransferBenchError(f"--executor {executor!r}: use auto, sequential, local or ray")
-    _check_counts(workers=workers, runs_per_gpu=runs_per_gpu)
+    check_counts(workers=workers, runs_per_gpu=runs_per_gpu)
     suite, ctx, runs = _context(suite_path, results, device, None, scale)
-    table = Table(title=f"{suite.name}: {len(runs)} runs")
-    for col in ("#", "kind", "run", "seed", "levels", "folder", "status"):
-        table.add_column(col)
+    rows = []
     for i, r in enumerate(runs):
         status = "done" if is_complete(r, ctx.suite_dir) else "todo"
         levels = f"{min(r.levels)}..{max(r.levels)}" if len(r.levels) > 1 else str(r.levels[0])
-        table.add_row(
-            str(i + 1), r.kind, r.label(), str(r.seed), levels, str(r.folder(ctx.suite_dir)), status
-        )
-    console.print(table)
-    unavailable: list[str] = []
-    if estimate or strict:
-        ctx.cache_dir = default_cache_dir()
-        unavailable = _print_datasets(ctx)
+        folder = str(r.folder(ctx.suite_dir))
+        rows.append((str(i + 1), r.kind, r.label(), str(r.seed), levels, folder, status))
+    _print_table(
+        f"{suite.name}: {len(runs)} runs",
+        ("#", "kind", "run", "seed", "levels", "folder", "status"),
+        rows,
+        full=("folder",),
+    )
+    ctx.cache_dir = default_cache_dir()
+    problems = _check_plan(ctx, suite, strict)
     if estimate:
         from transfer_bench.runner.estimate import estimate_runs, summarize
 
@@ -132,11 +138,62 @@ def plan(
         )
     if until_mde is not None:
         _plan_until_mde(ctx.suite_dir, suite, until_mde, max_seeds)
-    if strict and unavailable:
-        raise TransferBenchError(
-            f"--strict: {len(unavailable)} dataset(s) cannot be loaded here "
-            f"({', '.join(unavailable)}); fix them as said above before running the suite"
-        )
+    if problems:
+        more = f" (and {len(problems) - 1} more, listed above)" if len(problems) > 1 else ""
+        raise TransferBenchError(problems[0] + more)
+
+
+def _print_table(title: str, columns, rows, full=()) -> None:
+    """A rich table on a terminal; elsewhere (a pipe, a log) Markdown lines, so no cell (a run's
+    folder) is cut to the console's width."""
+    if console.is_terminal:
+        table = Table(title=title)
+        for col in columns:
+            table.add_column(col, overflow="fold" if col in full else "ellipsis")
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+        return
+    lines = [title, *markdown_lines(columns, rows)]
+    console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+
+
+def _check_plan(ctx, suite, strict: bool) -> list[str]:
+    """``plan``'s checks, each problem printed as one line (the first becomes the error): every
+    dataset the suite uses loads here or (a catalogue dataset) is sized from the catalogue; the
+    model runs on each dataset's classes; rewind points lie inside training. ``strict``: every
+    dataset loads here, and the suite has at least 3 seeds."""
+    from transfer_bench.runs.preflight import check_model, check_rewinds, few_seeds, used_datasets
+
+    sizes = {d.name: d for d in _print_datasets(ctx)}
+    used = used_datasets(suite)
+    problems = []
+    for name in used:
+        d = sizes[name]
+        if d.known == "unknown":
+            problems.append(f"datasets.{name}: {d.reason}")
+        elif d.known == "catalogue" and strict:
+            problems.append(
+                f"--strict: datasets.{name} ({d.source}) cannot be loaded on this machine; "
+                "fix it as said above, or drop --strict to plan with the catalogue's sizes"
+            )
+    known = [sizes[n] for n in used if sizes[n].train is not None and sizes[n].classes]
+    for check in (
+        lambda: check_model(suite, (d.classes for d in known)),
+        lambda: check_rewinds(suite, {d.name: d.train for d in known}),
+    ):
+        try:
+            check()
+        except TransferBenchError as e:
+            problems.append(str(e))
+    advice = few_seeds(suite)
+    if advice:
+        problems += [f"--strict: {advice}"] if strict else []
+        if not strict:
+            err_console.print(f"warning: {advice}", markup=False, highlight=False, soft_wrap=True)
+    for line in problems[1:]:
+        err_console.print(f"error: {line}", markup=False, highlight=False, soft_wrap=True)
+    return problems
 
 
 def _plan_until_mde(suite_dir: Path, suite, target: float, max_seeds: int | None) -> None:
@@ -177,26 +234,28 @@ def _plan_until_mde(suite_dir: Path, suite, target: float, max_seeds: int | None
         console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
-def _print_datasets(ctx) -> list[str]:
+def _print_datasets(ctx) -> list:
     """Print the suite's datasets with their sizes and classes (loaded here, or from the
     catalogue) and, for each that cannot be loaded, the loader's one-line reason and fix.
-    Returns the names of those datasets."""
+    Returns every dataset's ``DatasetSize``."""
     from transfer_bench.runner.estimate import dataset_size
 
-    table = Table(title="datasets")
-    for col in ("dataset", "source", "classes", "train", "test", "sizes from"):
-        table.add_column(col)
-    reasons = []
-    for name in ctx.suite.datasets:
-        d = dataset_size(ctx, name)
-        show = lambda v: "?" if v is None else f"{v:,}"  # noqa: E731
-        table.add_row(name, d.source, show(d.classes), show(d.train), show(d.test), d.known)
+    found = [dataset_size(ctx, name) for name in ctx.suite.datasets]
+    show = lambda v: "?" if v is None else f"{v:,}"  # noqa: E731
+    rows = [
+        (d.name, d.source, show(d.classes), show(d.train), show(d.test), d.known) for d in found
+    ]
+    _print_table(
+        "datasets",
+        ("dataset", "source", "classes", "train", "test", "sizes from"),
+        rows,
+        ("source",),
+    )
+    for d in found:
         if d.reason:
-            reasons.append((name, f"{name}: not available here: {d.reason}"))
-    console.print(table)
-    for _, line in reasons:
-        err_console.print(line, markup=False, highlight=False, soft_wrap=True)
-    return [name for name, _ in reasons]
+            line = f"{d.name}: not available here: {d.reason}"
+            err_console.print(line, markup=False, highlight=False, soft_wrap=True)
+    return found
 
 
 @app.command()
@@ -273,10 +332,11 @@ def run(
     warm_up_pool(executor, device)  # first: the imports below take seconds (torch)
     from transfer_bench.progress import make_progress
     from transfer_bench.runner.executors import check_executor
+    from transfer_bench.runs.preflight import check_counts
     from transfer_bench.tracking import parse_trackers
 
     check_executor(executor)
-    _check_counts(workers=workers, runs_per_gpu=runs_per_gpu)
+    check_counts(workers=workers, runs_per_gpu=runs_per_gpu)
     display = make_progress("none" if quiet else progress, console, err_console)
     trackers = parse_trackers(track or ())
     p = prepare(suite_path, results, device=device, cache_dir=cache_dir, scale=scale)
@@ -324,14 +384,6 @@ def run(
         console.print(f"report: {path}")
     if check_determinism:
         _check_determinism(p.ctx, p.runs)
-
-
-def _check_counts(**counts: int | None) -> None:
-    """Whole-number options (``--workers``, ``--runs-per-gpu``) are >= 1, or a one-line error."""
-    for name, value in counts.items():
-        if value is not None and value < 1:
-            flag = "--" + name.replace("_", "-")
-            raise TransferBenchError(f"{flag} {value}: use a whole number >= 1")
 
 
 def _run_until_mde(p, target, max_seeds, run_kw, new_progress, device, cache_dir):
@@ -462,6 +514,9 @@ def report(
     console.print(f"report: {_write_report(suite_dir, suite)}")
 
 
+#: ``compare``'s default output folder below a suite's results (the report owns ``tables/``)
+COMPARE_DIR = "compare"
+
 ResultsDirArg = Annotated[
     Path, typer.Argument(help="A suite's results folder (results/<suite>) or its suite file.")
 ]
@@ -485,12 +540,27 @@ def compare(
             "both folders' effects side by side, and warn when their torch builds differ."
         ),
     ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Folder for the tables (default: <results>/compare). The report's own tables/ "
+            "is refused: `report` and `run` rewrite it with the suite's settings.",
+        ),
+    ] = None,
 ) -> None:
-    """Statistics of every arm vs a baseline: tables as CSV, Markdown and LaTeX under tables/."""
-    from transfer_bench.analysis.report import analyse, parse_analysis
+    """Statistics of every arm vs a baseline: tables as CSV, Markdown and LaTeX in --out."""
+    from transfer_bench.analysis.report import TABLES_DIR, analyse, parse_analysis
     from transfer_bench.analysis.tables import caption_text, to_markdown, write_tables
 
     suite, suite_dir = _suite_of_results(results_dir)
+    out_dir = out if out is not None else suite_dir / COMPARE_DIR
+    if out_dir.resolve() == (suite_dir / TABLES_DIR).resolve():
+        raise TransferBenchError(
+            f"--out {out_dir}: that folder is the report's, rewritten by every `run` and "
+            "`report` with the suite's analysis settings; choose another folder (default: "
+            f"{suite_dir / COMPARE_DIR})"
+        )
     overrides = {
         "baseline": baseline,
         "test": test,
@@ -513,9 +583,7 @@ def compare(
         if table.empty:
             continue
         with suite_folder_lock(suite_dir):
-            paths = write_tables(
-                table, suite_dir / "tables", stem, {"title": f"{suite.name}: {stem}"}
-            )
+            paths = write_tables(table, out_dir, stem, {"title": f"{suite.name}: {stem}"})
         console.print(caption_text(table, {"title": f"{suite.name}: {stem}"}))
         console.print(to_markdown(table), markup=False, highlight=False, soft_wrap=True)
         console.print("written: " + ", ".join(str(p) for p in paths) + "\n")
@@ -664,8 +732,12 @@ def plot_cmd(
         Path | None, typer.Option(help="Output path without suffix (default: figures/<kind>).")
     ] = None,
 ) -> None:
-    """Draw one figure from a suite's results."""
+    """Draw one figure from a suite's results, with the suite's analysis settings (metric,
+    baseline, test), as the report draws it."""
+    import warnings
+
     from transfer_bench.analysis.plots import FIGURE_KINDS, plot
+    from transfer_bench.analysis.report import analyse, figure_data, figure_options
 
     if kind not in FIGURE_KINDS:
         raise TransferBenchError(
@@ -674,12 +746,16 @@ def plot_cmd(
     suite, suite_dir = _suite_of_results(results_dir)
     if width not in (None, "single", "double"):
         raise TransferBenchError(f"--width {width!r}: use single or double")
+    with warnings.catch_warnings():  # the statistics' caveats are the report's to list
+        warnings.simplefilter("ignore")
+        a = analyse(suite_dir, suite.analysis, has_claim=suite.claim is not None)
     with suite_folder_lock(suite_dir):
         paths = plot(
             kind,
-            suite_dir,
+            figure_data(a, suite_dir),
             out or suite_dir / "figures" / kind,
             formats=[f.strip() for f in formats.split(",") if f.strip()],
-            width=width,
+            width=width or suite.analysis.width,
+            **figure_options(kind, suite.analysis),
         )
     console.print("written: " + ", ".join(str(p) for p in paths))

@@ -142,6 +142,11 @@ def check_canonical(
 # -------------------------------------------------------------------------------------- reading
 
 
+def _is_text(head: bytes) -> bool:
+    """Whether ``head`` is printable ASCII or whitespace (the start of a text file)."""
+    return all(32 <= b < 127 or b in b"\t\n\r" for b in head)
+
+
 def read_file(path: Path) -> bytes:
     """The bytes of a ticket file, after the cheap checks (pickle/zip, header size, truncation)."""
     fix = "check the path (tickets are .ticket files written by transfer-bench)"
@@ -167,13 +172,21 @@ def read_file(path: Path) -> bytes:
                     "pickles are never loaded; export it with transfer-bench",
                 )
             n = int.from_bytes(head, "little")
+            size = os.fstat(f.fileno()).st_size
+            if (n > MAX_HEADER_BYTES or 8 + n > size) and _is_text(head):
+                # a real header length has zero high bytes; eight printable ones are text
+                # (a result.json, a suite, a log) whose first letters read as a huge length
+                raise err(
+                    path,
+                    f"is a text file (it begins {head.decode('ascii')!r}), not a ticket file",
+                    "pass a .ticket file (search runs write level_<L>/ticket.ticket)",
+                )
             if n > MAX_HEADER_BYTES:
                 raise err(
                     path,
                     f"declares a {n}-byte header (limit {MAX_HEADER_BYTES} bytes)",
                     "it is corrupted or not a safetensors ticket; " + fix,
                 )
-            size = os.fstat(f.fileno()).st_size
             if 8 + n > size:
                 raise err(
                     path,

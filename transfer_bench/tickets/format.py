@@ -43,6 +43,7 @@ import numpy as np
 import torch
 from safetensors.torch import save as _st_save  # noqa: F401  (tests build raw files with it)
 
+from transfer_bench import __version__
 from transfer_bench.fileio import atomic_write_bytes
 from transfer_bench.tickets.container import (
     FIX_REEXPORT,
@@ -140,13 +141,7 @@ class Ticket:
 
 
 def _created_by() -> dict[str, str]:
-    try:
-        from importlib.metadata import version
-
-        tb = version("transfer-bench")
-    except Exception:  # not installed as a distribution (e.g. run from a checkout)
-        tb = "unknown"
-    return {"transfer_bench": tb, "torch": torch.__version__}
+    return {"transfer_bench": __version__, "torch": torch.__version__}
 
 
 def derived_meta(masks: Mapping[str, torch.Tensor], head_names: Iterable[str]) -> dict[str, Any]:

@@ -104,8 +104,12 @@ def _auc_row(
     metric: str,
     stats_kw: dict,
     context: str,
-) -> dict:
-    """One sparsity-integrated comparison row (without ``p_adj``/``significant``)."""
+    keep_empty: bool = False,
+) -> dict | None:
+    """One sparsity-integrated comparison row (without ``p_adj``/``significant``). With fewer
+    than 2 shared levels there is nothing to integrate: None (with a warning when the arm itself
+    has more levels than it shares), or with ``keep_empty`` a row of NaN statistics and the
+    reason in its note."""
     where = (
         f"{key['control']} from {_name(key['source'])} on {key['target']}/{key['optimizer']} "
         f"(AUC) vs {baseline_name}"
@@ -120,22 +124,25 @@ def _auc_row(
         notes.append(f"level(s) {only} lack one arm; AUC over the {len(shared)} shared levels")
     names = (key["control"], baseline_name)
     if len(shared) < 2:
-        if len(base_rows):
-            notes.append(f"fewer than 2 shared levels ({len(shared)}); no AUC")
-        row = compare_samples(pd.Series(dtype=float), pd.Series(dtype=float), names=names)
-        if not len(base_rows):
-            notes.append(f"no {baseline_name} runs")
-        row["note"] = ""
-        a_rows = arm.iloc[0:0]
+        why = f"no {baseline_name} runs" if not len(base_rows) else "fewer than 2 shared levels"
+        why += f" ({len(shared)} shared); no AUC"
+        if keep_empty:
+            row = compare_samples(pd.Series(dtype=float), pd.Series(dtype=float), names=names)
+            row.update(key, baseline=baseline, baseline_source="", n_levels=len(shared))
+            row.update(levels="", density_min=math.nan, density_max=math.nan, note=why)
+            _warn_note(context, where, why)
+            return row
+        if len(levels_a) >= 2:  # one level (a single-level suite) has nothing to integrate
+            _warn_note(context, where, why)
+        return None
+    a, notes_a = _auc_series(arm, metric, shared, key["control"])
+    if flat:
+        b, notes_b = seed_values(base_rows, metric, f"{where} ({baseline})"), []
     else:
-        a, notes_a = _auc_series(arm, metric, shared, key["control"])
-        if flat:
-            b, notes_b = seed_values(base_rows, metric, f"{where} ({baseline})"), []
-        else:
-            b, notes_b = _auc_series(base_rows, metric, shared, baseline_name)
-        notes += notes_a + notes_b
-        row = compare_samples(a, b, names=names, **stats_kw)
-        a_rows = arm[arm["level"].isin(shared)]
+        b, notes_b = _auc_series(base_rows, metric, shared, baseline_name)
+    notes += notes_a + notes_b
+    row = compare_samples(a, b, names=names, **stats_kw)
+    a_rows = arm[arm["level"].isin(shared)]
     notes.append(row["note"])
     row.update(
         key,
@@ -184,7 +191,8 @@ def auc_table(
     ``diff`` = A - B). Statistics as in ``comparison_table`` (``ticket_*`` = arm A, ``baseline_*`` =
     arm B); ``p_adj`` is corrected over all rows, which share one ``role`` (default
     "secondary": an integral summarises the per-level cells, where the primaries are named).
-    Columns: ``AUC_COLUMNS``.
+    Arms that share fewer than 2 levels with their counterpart get no row (a single-level suite
+    gives an empty table). Columns: ``AUC_COLUMNS``.
     """
     treatments = _as_tuple(treatment)
     settings = TableSettings(metric, test, correction, alpha, n_resamples, seed, confidence_level)
@@ -211,16 +219,16 @@ def auc_table(
                 and _name(other[1]) > _name(values[1])
             ]
         for base_rows, base, base_name in counterparts:
-            rows.append(
-                _auc_row(
-                    group,
-                    base_rows,
-                    key=key,
-                    baseline=base,
-                    baseline_name=base_name,
-                    metric=metric,
-                    stats_kw=settings.stats_kw,
-                    context="auc",
-                )
+            row = _auc_row(
+                group,
+                base_rows,
+                key=key,
+                baseline=base,
+                baseline_name=base_name,
+                metric=metric,
+                stats_kw=settings.stats_kw,
+                context="auc",
             )
+            if row is not None:
+                rows.append(row)
     return _finish_auc(rows, correction, alpha, attrs, role)

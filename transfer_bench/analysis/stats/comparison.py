@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from transfer_bench.analysis.stats.pairing import DEFAULT_TEST
-from transfer_bench.analysis.stats.samples import binomial_se
+from transfer_bench.analysis.stats.samples import binomial_se, summarize
 from transfer_bench.analysis.stats.selection import (
     _as_tuple,
     _label,
@@ -68,6 +68,9 @@ TABLE_COLUMNS: tuple[str, ...] = (
     "n_test",
     "ticket_binom_se",
     "baseline_binom_se",
+    "dense_mean",
+    "dense_std",
+    "dense_n",
     *STAT_COLUMNS,
 )
 
@@ -84,6 +87,14 @@ def _n_test(rows: pd.DataFrame) -> float:
     return float(n.median()) if len(n) else math.nan
 
 
+def _dense_summary(rows: pd.DataFrame | None, metric: str, where: str) -> dict:
+    """``dense_mean``/``dense_std``/``dense_n`` of the dense network's runs (NaN, 0 without)."""
+    if rows is None or rows.empty:
+        return {"dense_mean": math.nan, "dense_std": math.nan, "dense_n": 0}
+    s = summarize(seed_values(rows, metric, f"{where} (dense)").to_numpy())
+    return {"dense_mean": s.mean, "dense_std": s.std, "dense_n": s.n}
+
+
 def _arm_row(
     arm: pd.DataFrame,
     base_rows: pd.DataFrame,
@@ -93,8 +104,10 @@ def _arm_row(
     metric: str,
     stats_kw: dict,
     context: str,
+    dense_rows: pd.DataFrame | None = None,
 ) -> dict:
-    """One comparison row (without ``p_adj``/``significant``) of a treatment arm vs its baseline."""
+    """One comparison row (without ``p_adj``/``significant``) of a treatment arm vs its baseline;
+    ``dense_rows``: the dense network's runs on the same target, summarised in ``dense_*``."""
     where = _label(key)
     a = seed_values(arm, metric, where)
     b = seed_values(base_rows, metric, f"{where} ({baseline})")
@@ -119,6 +132,7 @@ def _arm_row(
         n_test=n_test,
         ticket_binom_se=binomial_se(a, n_test) if _is_accuracy(metric) else math.nan,
         baseline_binom_se=binomial_se(b, _n_test(base_rows)) if _is_accuracy(metric) else math.nan,
+        **_dense_summary(dense_rows, metric, where),
         note="; ".join(n for n in notes if n),
     )
     _warn_note(context, f"{where} vs {baseline}", row["note"])
@@ -155,7 +169,9 @@ def comparison_table(
     ``correction`` ("holm" | "bh" | "none") within each role (and within groups of the ``family``
     columns); ``significant`` is ``p_adj < alpha``. ``n_test`` and ``*_binom_se``: the test images
     behind each accuracy and the binomial standard error sqrt(p(1-p)/n_test) of one seed's
-    accuracy (when the results record their test-set size). Columns: ``TABLE_COLUMNS``; rows
+    accuracy (when the results record their test-set size). ``dense_*``: the dense network on
+    the row's target and optimizer (mean, std, seeds), the reference every arm is pruned from.
+    Columns: ``TABLE_COLUMNS``; rows
     sorted by target, optimizer, control, source, level; settings in ``.attrs``.
     """
     treatments = _as_tuple(treatment)
@@ -189,6 +205,7 @@ def comparison_table(
                 metric=metric,
                 stats_kw=settings.stats_kw,
                 context="compare",
+                dense_rows=select_baseline(transfer, key, "dense"),
             )
         )
     _assign_roles(rows, primary)

@@ -98,6 +98,7 @@ def compare_sources(
         metric=metric,
         stats_kw=settings.stats_kw,
         context="compare_sources",
+        keep_empty=True,
     )
     attrs = {**settings.attrs("auc", control_b, (control,)), "correction": "none"}
     auc = _finish_auc([auc_row], "none", alpha, attrs)

@@ -99,10 +99,15 @@ def _groups(out: pd.DataFrame, family: Sequence[str] | None) -> list[pd.Index]:
 
 
 def _apply_correction(
-    out: pd.DataFrame, correction: str, alpha: float, family: Sequence[str] | None
+    out: pd.DataFrame,
+    correction: str,
+    alpha: float,
+    family: Sequence[str] | None,
+    span: float | None = None,
 ) -> pd.DataFrame:
     """Fill ``p_adj``: corrected within each role (primary, secondary) of the table, and within
-    groups of the ``family`` columns when given."""
+    groups of the ``family`` columns when given; then the MDEs (bounded by the metric's
+    ``span``)."""
     if out.empty:
         out["p_adj"] = pd.Series(dtype=float)
     else:
@@ -110,7 +115,7 @@ def _apply_correction(
         for idx in _groups(out, family):
             out.loc[idx, "p_adj"] = adjust_pvalues(out.loc[idx, "p"].to_numpy(float), correction)
     out["significant"] = (out["p_adj"] < alpha).fillna(False).astype(bool)
-    return _add_mde(out, correction, alpha, family)
+    return _add_mde(out, correction, alpha, family, span=span)
 
 
 def row_design(row: pd.Series | dict) -> pw.Design:
@@ -131,10 +136,12 @@ def _add_mde(
     alpha: float,
     family: Sequence[str] | None,
     power: float = pw.DEFAULT_POWER,
+    span: float | None = None,
 ) -> pd.DataFrame:
     """``mde``: the smallest true difference (metric units) each row's primary test would detect
     with ``power`` at ``mde_alpha``, the per-cell level of its correction family (its role and
-    ``family`` group; ``power.cell_alpha``)."""
+    ``family`` group; ``power.cell_alpha``); infinite where no difference within the metric's
+    ``span`` would be (``power.mde``)."""
     out["mde"] = np.nan
     out["mde_alpha"] = np.nan
     if out.empty:
@@ -147,7 +154,9 @@ def _add_mde(
             if not math.isfinite(float(row["p"])):
                 continue
             out.loc[i, "mde_alpha"] = level
-            out.loc[i, "mde"] = pw.mde(row_design(row), level, power=power, test=str(row["test"]))
+            out.loc[i, "mde"] = pw.mde(
+                row_design(row), level, power=power, test=str(row["test"]), span=span
+            )
     out.attrs["power"] = power
     return out
 
@@ -246,7 +255,8 @@ def _finish_table(
         out = pd.DataFrame(columns=list(columns))
     else:
         rows = [{"role": role, **r} for r in rows]
-        out = _apply_correction(pd.DataFrame(rows), correction, alpha, family)
+        span = pw.metric_span(attrs.get("metric", ""))
+        out = _apply_correction(pd.DataFrame(rows), correction, alpha, family, span)
         if sort_by:
             out = out.sort_values(list(sort_by), na_position="first")
         out = out.reset_index(drop=True)[list(columns)]
