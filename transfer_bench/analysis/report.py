@@ -39,7 +39,7 @@ from transfer_bench.analysis.provenance import (
     machine_line,
     machine_section,
 )
-from transfer_bench.analysis.stats import auc_table, comparison_table
+from transfer_bench.analysis.stats import MIN_BOOTSTRAP_N, auc_table, comparison_table
 from transfer_bench.analysis.tables import (
     caption_text,
     to_markdown,
@@ -222,21 +222,95 @@ def _table_section(
 
 def _detectable(rows: pd.DataFrame) -> str:
     """What a non-significant result could have found: "; with n = 3/3 only differences of about
-    1.2-2.5 points or more were detectable (80% power)" (from the rows' ``mde``)."""
+    1.2-2.5 points or more were detectable (80% power)" (from the rows' ``mde``), or that no
+    difference accuracy allows was (an infinite MDE: too few seeds for the spread)."""
     if "mde" not in rows.columns or not rows["mde"].notna().any():
         return ""
     mde = rows["mde"].astype(float).dropna()
     ns = sorted({f"{int(a)}/{int(b)}" for a, b in rows[["ticket_n", "baseline_n"]].to_numpy()})
     finite = mde[np.isfinite(mde)]
+    power = f"{100 * DEFAULT_POWER:g}% power"
     if finite.empty:
-        return f"; with n = {', '.join(ns)} the test cannot reach that level at all"
+        return (
+            f"; with n = {', '.join(ns)} no difference accuracy allows (up to 100 points) was "
+            f"detectable at {power}: not estimable with these seeds"
+        )
     low, high = f"{100 * finite.min():.1f}", f"{100 * finite.max():.1f}"
     size = low if low == high else f"{low}-{high}"
-    blind = f", none at {len(mde) - len(finite)} of them" if len(finite) < len(mde) else ""
+    blind = ""
+    if len(finite) < len(mde):
+        blind = f", and none that accuracy allows at {len(mde) - len(finite)} of them"
     return (
         f"; with n = {', '.join(ns)} only differences of about {size} points or more were "
-        f"detectable ({100 * DEFAULT_POWER:g}% power{blind})"
+        f"detectable ({power}{blind})"
     )
+
+
+def _untested(rows: pd.DataFrame) -> str:
+    """Why these rows have no test: too few seeds, or seeds that do not vary."""
+    n = int(rows[["ticket_n", "baseline_n"]].min(axis=1).min())
+    if n < 2:
+        ns = sorted({f"{int(a)}/{int(b)}" for a, b in rows[["ticket_n", "baseline_n"]].to_numpy()})
+        return f"not tested: with n = {', '.join(ns)} a test needs at least 2 seeds per arm"
+    return (
+        "not tested: the seeds do not vary (every seed gave the same accuracy, or the same "
+        "difference), so the t statistic is undefined"
+    )
+
+
+def dense_finding(results: pd.DataFrame, metric: str) -> str:
+    """One sentence with the dense network's accuracy on every target (mean ± SD over seeds)."""
+    if results.empty or "control" not in results.columns:
+        return ""
+    dense = results[(results["kind"] == "transfer") & (results["control"] == "dense")]
+    dense = dense[dense[metric].notna()] if metric in dense.columns else dense.iloc[0:0]
+    if dense.empty:
+        return ""
+    multi_opt = dense["optimizer"].nunique(dropna=False) > 1
+    parts, ns = [], set()
+    for (target, optimizer), g in dense.groupby(["target", "optimizer"], dropna=False, sort=True):
+        per_seed = g.groupby("seed")[metric].mean().to_numpy(dtype=float)
+        where = f"{target} ({optimizer})" if multi_opt else str(target)
+        sd = f" ± {100 * per_seed.std(ddof=1):.2f}" if per_seed.size >= 2 else ""
+        parts.append(f"{100 * per_seed.mean():.2f}{sd}% on {where}")
+        ns.add(per_seed.size)
+    n = "/".join(str(k) for k in sorted(ns))
+    what = "mean ± SD over" if max(ns) >= 2 else "one"
+    seeds = "seed" if max(ns) == 1 else "seeds"
+    listed = ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1]
+    return (
+        f"The dense network (the unpruned reference of every arm, trained on each target) "
+        f"reaches {listed} ({what} n = {n} {seeds})."
+    )
+
+
+def intervals_text(cmp: pd.DataFrame, spec: AnalysisSpec) -> str:
+    """What the report's intervals are, as far as they exist: BCa bootstrap CIs where an arm has
+    at least 3 seeds, none below (or with ``n_resamples: 0``)."""
+    if spec.n_resamples <= 0:
+        return "no confidence intervals (analysis.n_resamples: 0)"
+    if cmp.empty:
+        return f"intervals are BCa bootstrap 95% CIs ({spec.n_resamples} resamples) over seeds"
+    lows = cmp["paired_ci_low"].where(cmp["paired_ci_low"].notna(), cmp["diff_ci_low"])
+    n = int(cmp[["ticket_n", "baseline_n"]].min(axis=1).min())
+    if lows.isna().all():
+        return (
+            f"no confidence intervals: a bootstrap CI needs at least {MIN_BOOTSTRAP_N} seeds per "
+            f"arm, and these results have {n}"
+        )
+    some = (
+        f", none where an arm has fewer than {MIN_BOOTSTRAP_N} seeds" if lows.isna().any() else ""
+    )
+    return f"intervals are BCa bootstrap 95% CIs ({spec.n_resamples} resamples) over seeds{some}"
+
+
+def single_level(results: pd.DataFrame) -> bool:
+    """Whether every transferred arm was trained at one level only (nothing to integrate)."""
+    if results.empty or "kind" not in results.columns:
+        return False
+    arms = results[(results["kind"] == "transfer") & (results["control"] != "dense")]
+    return not arms.empty and bool((arms.groupby(["control", "source", "target"])["level"]
+                                    .nunique() < 2).all())  # fmt: skip
 
 
 def _secondary(role: str, text: str = " (secondary, exploratory)") -> str:
@@ -244,8 +318,12 @@ def _secondary(role: str, text: str = " (secondary, exploratory)") -> str:
 
 
 def findings(a: Analysis, spec: AnalysisSpec) -> list[str]:
-    """Plain-language statements generated from the statistics (primary comparisons first)."""
+    """Plain-language statements generated from the statistics: the dense network's accuracy,
+    then the comparisons (primary ones first); untested cells say why."""
     out: list[str] = []
+    dense = dense_finding(a.results, spec.metric)
+    if dense:
+        out.append(dense)
     p_name = P_NAMES[spec.correction]
     cmp = a.comparison
     if not cmp.empty:
@@ -270,6 +348,16 @@ def findings(a: Analysis, spec: AnalysisSpec) -> list[str]:
                     f"{_points(r.diff)} points{ci}, {_p(p_name, r.p_adj)}, n = {r.ticket_n}/{r.baseline_n}"
                     f"{_secondary(r.role)}."
                 )
+            untested = g[g["p_adj"].isna() & g["diff"].notna()]
+            if not untested.empty:
+                diffs = ", ".join(
+                    f"{_points(d)} points at {fmt_percent_remaining(v)}"
+                    for d, v in zip(untested["diff"], untested["percent_remaining"], strict=True)
+                )
+                out.append(
+                    f"{who} vs {spec.baseline} on {where}: {diffs} weights remaining; "
+                    f"{_untested(untested)}{_secondary(untested['role'].iloc[0])}."
+                )
             rest = g[~g["significant"].fillna(False).astype(bool) & g["p_adj"].notna()]
             if not rest.empty:
                 mixed = rest["role"].nunique() > 1
@@ -283,17 +371,30 @@ def findings(a: Analysis, spec: AnalysisSpec) -> list[str]:
                     f"{'' if mixed else _secondary(rest['role'].iloc[0])}."
                 )
     for r in a.auc.itertuples() if not a.auc.empty else []:
+        if not (r.n_levels >= 2 and math.isfinite(r.diff)):
+            continue  # nothing integrated (tables hold no such rows; older frames might)
         who = f"ticket from {r.source}" if r.control == "ticket" else f"{r.control} ({r.source})"
+        span = (
+            f"Integrated over {r.n_levels} densities ({fmt_percent_remaining(100 * r.density_max)} "
+            f"to {fmt_percent_remaining(100 * r.density_min)}), the {who} on {r.target} "
+            f"({r.optimizer})"
+        )
+        if not math.isfinite(r.p_adj):
+            out.append(
+                f"{span} differs from {spec.baseline} by {_points(r.diff)} points of mean "
+                f"accuracy; {_untested(a.auc.loc[[r.Index]])}{_secondary(r.role)}."
+            )
+            continue
         sig = "significantly " if bool(r.significant) else "not significantly "
         direction = "above" if r.diff > 0 else "below"
         mde = "" if bool(r.significant) else _detectable(a.auc.loc[[r.Index]])
         out.append(
-            f"Integrated over {r.n_levels} densities ({fmt_percent_remaining(100 * r.density_min)} to "
-            f"{fmt_percent_remaining(100 * r.density_max)}), the {who} on {r.target} ({r.optimizer}) is "
-            f"{sig}{direction} {spec.baseline}: {_points(r.diff)} points of mean accuracy, "
-            f"{_p(p_name, r.p_adj)}{mde}{_secondary(r.role)}."
+            f"{span} is {sig}{direction} {spec.baseline}: {_points(r.diff)} points of mean "
+            f"accuracy, {_p(p_name, r.p_adj)}{mde}{_secondary(r.role)}."
         )
     for r in a.sources_auc.itertuples() if not a.sources_auc.empty else []:
+        if not math.isfinite(r.p_adj):
+            continue
         better = r.source if r.diff > 0 else r.baseline_source
         worse = r.baseline_source if r.diff > 0 else r.source
         verdict = "transfers better than" if bool(r.significant) else "is not distinguishable from"
@@ -499,12 +600,19 @@ def _write_report(
         cmp_section = _table_section(
             f"Each arm vs {spec.baseline}", a.comparison, "comparison", suite_dir, context
         )
-        auc_section = _table_section(
-            "Sparsity-integrated comparison (mean accuracy over log density)",
-            a.auc,
-            "auc",
-            suite_dir,
-            {"title": f"{suite_name}: area under accuracy vs log density"},
+        if a.auc.empty and single_level(a.results):  # no table: drop one an earlier report left
+            for suffix in ("csv", "md", "tex"):
+                (suite_dir / TABLES_DIR / f"auc.{suffix}").unlink(missing_ok=True)
+        auc_section = (
+            ""
+            if a.auc.empty and single_level(a.results)
+            else _table_section(
+                "Sparsity-integrated comparison (mean accuracy over log density)",
+                a.auc,
+                "auc",
+                suite_dir,
+                {"title": f"{suite_name}: area under accuracy vs log density"},
+            )
         )
         src_section = (
             _table_section(
@@ -529,11 +637,15 @@ def _write_report(
     fallback["wilcoxon"] = " (Mann-Whitney U where the arms' seeds differ)"
     head = (
         f"Primary test: {TEST_NAMES[spec.test]}{fallback.get(spec.test, '')}, "
-        f"{CORRECTION_NAMES[spec.correction]} correction, alpha = {spec.alpha:g}; intervals are "
-        f"BCa bootstrap 95% CIs ({spec.n_resamples} resamples) over seeds; accuracies in percent, "
-        f"differences in points; detectable differences at {100 * DEFAULT_POWER:g}% power (the "
-        "tables' MDE column)."
+        f"{CORRECTION_NAMES[spec.correction]} correction, alpha = {spec.alpha:g}; "
+        f"{intervals_text(a.comparison, spec)}; accuracies in percent, differences in points; "
+        f"detectable differences at {100 * DEFAULT_POWER:g}% power (the tables' MDE column)."
     )
+    if single_level(a.results):
+        head += (
+            " One transfer level: there is no sparsity-integrated comparison (it needs at least "
+            "2 levels)."
+        )
     checks = len(claim.checks) if claim is not None else None
     design = [
         rounds_text(suite_dir),

@@ -69,9 +69,14 @@ BAND_ALPHA = 0.18
 
 
 def mean_ci(
-    values: Sequence[float] | np.ndarray, level: float = CI_LEVEL
+    values: Sequence[float] | np.ndarray,
+    level: float = CI_LEVEL,
+    bounds: tuple[float, float] | None = None,
 ) -> tuple[float, float, float, int]:
-    """Mean and Student-t confidence interval ``(mean, lo, hi, n)``; NaN bounds when n < 2."""
+    """Mean and Student-t confidence interval ``(mean, lo, hi, n)``; NaN bounds when n < 2.
+
+    ``bounds``: the metric's range (``metric_bounds``); the interval is clipped to it, since a
+    t-interval of few seeds can reach past what the metric allows (accuracy above 100%)."""
     x = np.asarray(values, dtype=float)
     x = x[~np.isnan(x)]
     n = int(x.size)
@@ -81,7 +86,29 @@ def mean_ci(
     if n < 2:
         return mean, math.nan, math.nan, n
     half = float(sps.t.ppf(0.5 + level / 2, n - 1) * x.std(ddof=1) / math.sqrt(n))
-    return mean, mean - half, mean + half, n
+    lo, hi = mean - half, mean + half
+    if bounds is not None:
+        lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
+    return mean, lo, hi, n
+
+
+def metric_bounds(metric: str) -> tuple[float, float] | None:
+    """The range a metric's values can take: [0, 1] for accuracies (fractions), [0, inf) for
+    losses, None when unknown."""
+    if _is_fraction(metric):
+        return (0.0, 1.0)
+    if "loss" in metric:
+        return (0.0, math.inf)
+    return None
+
+
+def clipped_phrase(metric: str) -> str:
+    """How a figure's bands are bounded, for its caption ("" for metrics without a range)."""
+    if _is_fraction(metric):
+        return "; intervals clipped to 0–100%"
+    if "loss" in metric:
+        return "; intervals clipped at 0"
+    return ""
 
 
 def interval_phrase(ns: Iterable[int], *, interval: bool = True) -> str:
@@ -247,7 +274,17 @@ def _draw_curve(
     pts = pts.sort_values(x, ascending=False)
     ax.plot(pts[x], pts["mean"], label=label, **kw)
     band = pts[np.isfinite(pts["lo"]) & np.isfinite(pts["hi"])]
-    if not band.empty:
+    if len(band) == 1:  # one level: a band of one point has no width; draw its interval as a bar
+        row = band.iloc[0]
+        ax.errorbar(
+            [row[x]],
+            [row["mean"]],
+            yerr=[[row["mean"] - row["lo"]], [row["hi"] - row["mean"]]],
+            color=kw["color"],
+            capsize=3,
+            linewidth=0.8,
+        )
+    elif not band.empty:
         ax.fill_between(
             band[x], band["lo"], band["hi"], color=kw["color"], alpha=BAND_ALPHA, linewidth=0
         )
@@ -301,10 +338,15 @@ def _density_panels(
     return fig, axes
 
 
-def _finish_panels(fig: Figure, axes: np.ndarray, title: str, ns: Iterable[int]) -> Figure:
-    """One legend below the panels and the title, with the interval per point as second line."""
+def _finish_panels(
+    fig: Figure, axes: np.ndarray, title: str, ns: Iterable[int], metric: str = ""
+) -> Figure:
+    """One legend below the panels and the title, with the interval per point (and how it is
+    clipped to the ``metric``'s range) as second line."""
+    ns = list(ns)
     _figure_legend(fig, axes.ravel())
-    _suptitle(fig, title, f"{interval_phrase(ns)} per point")
+    clip = clipped_phrase(metric) if max(ns, default=0) >= 2 else ""
+    _suptitle(fig, title, f"{interval_phrase(ns)} per point{clip}")
     return fig
 
 
@@ -379,7 +421,8 @@ def line_name(
 def curve_table(df: pd.DataFrame, metric: str = "test_accuracy") -> pd.DataFrame:
     """Points to draw: one row per (target, optimizer, source, control, level), metric in percent.
 
-    Only transfer rows; dense rows are pooled over sources (one reference per target and
+    ``lo``/``hi``: the 95% t-interval over seeds, clipped to the metric's range. Only transfer
+    rows; dense rows are pooled over sources (one reference per target and
     optimizer). Columns ``CURVE_COLUMNS``; ``n`` is the number of seeds behind each point.
     """
     transfer = _transfer_rows(df, metric)
@@ -396,7 +439,7 @@ def curve_table(df: pd.DataFrame, metric: str = "test_accuracy") -> pd.DataFrame
     keys = ["target", "optimizer", "source", "control", "level"]
     for values, group in transfer.groupby(keys, dropna=False, sort=True):
         key = dict(zip(keys, values, strict=True))
-        mean, lo, hi, n = mean_ci(_seed_values(group, metric))
+        mean, lo, hi, n = mean_ci(_seed_values(group, metric), bounds=metric_bounds(metric))
         rows.append(
             {
                 **key,

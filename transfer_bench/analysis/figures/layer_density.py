@@ -96,7 +96,8 @@ def _layer_density(
         stats = []
         for layer in layers:
             vals = rows[(rows["source"] == source) & (rows["layer"] == layer)]
-            stats.append(mean_ci(100.0 * vals.groupby("seed")["density"].mean().to_numpy()))
+            per_seed = 100.0 * vals.groupby("seed")["density"].mean().to_numpy()
+            stats.append(mean_ci(per_seed, bounds=(0.0, 100.0)))
         mean = np.array([s[0] for s in stats])
         lo = np.array([s[1] for s in stats])
         hi = np.minimum(np.array([s[2] for s in stats]), 100.0)  # no layer keeps over 100 %

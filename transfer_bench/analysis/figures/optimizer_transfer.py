@@ -27,6 +27,7 @@ from transfer_bench.analysis.figures.common import (
     _warn,
     mean_ci,
     message_figure,
+    metric_bounds,
     metric_label,
     register_figure,
 )
@@ -42,7 +43,7 @@ def _level_curve(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
     scale = 100.0 if _is_fraction(metric) else 1.0
     out = []
     for level, g in rows.groupby("level"):
-        mean, lo, hi, n = mean_ci(_seed_values(g, metric))
+        mean, lo, hi, n = mean_ci(_seed_values(g, metric), bounds=metric_bounds(metric))
         out.append(
             {
                 "level": level,
@@ -155,4 +156,4 @@ def _optimizer_transfer(
         f"{metric_label(metric)} of tickets retrained with another optimizer "
         "(panels: training optimizer)"
     )
-    return _finish_panels(fig, axes, title, ns)
+    return _finish_panels(fig, axes, title, ns, metric)

@@ -1,8 +1,8 @@
 """The ``sparsity_curve`` figure: accuracy vs percent of weights remaining.
 
 A reversed log x-axis (100 % on the left, as in Frankle & Carbin 2019), one panel per (optimizer,
-target), one line per source and control with a 95 % t-interval band over seeds, and the dense
-network as a reference line with its band. ``sparsity_curve_figure`` is an alias of
+target), one line per source and control with a 95 % t-interval band over seeds (clipped to
+0-100%), and the dense network as a reference line with its band. ``sparsity_curve_figure`` is an alias of
 ``sparsity_figure``.
 """
 
@@ -111,4 +111,5 @@ def _sparsity_figure(
     fig, axes = _density_panels(width, optimizers, targets, metric, draw)
     if pts["n"].max() < 2:
         _warn(kind, "only one seed per point; no confidence bands (run more seeds)")
-    return _finish_panels(fig, axes, f"{metric_label(metric)} vs weights remaining", pts["n"])
+    title = f"{metric_label(metric)} vs weights remaining"
+    return _finish_panels(fig, axes, title, pts["n"], metric)

@@ -24,10 +24,12 @@ from transfer_bench.analysis.figures.common import (
     _line_order,
     _suptitle,
     _warn,
+    clipped_phrase,
     interval_phrase,
     line_name,
     mean_ci,
     message_figure,
+    metric_bounds,
     metric_label,
     register_figure,
 )
@@ -128,7 +130,11 @@ def _training_curves(
             groups = sub.groupby(["control", "source", "level"], dropna=False, sort=False)
             for (ctrl, src, lv), g in sorted(groups, key=lambda t: _line_order(t[0])):
                 per = g.groupby(["seed", "iteration"])[metric].mean().reset_index()
-                stats = [(it, *mean_ci(v[metric].to_numpy())) for it, v in per.groupby("iteration")]
+                bounds = metric_bounds(metric)
+                stats = [
+                    (it, *mean_ci(v[metric].to_numpy(), bounds=bounds))
+                    for it, v in per.groupby("iteration")
+                ]
                 pts = pd.DataFrame(stats, columns=["iteration", "mean", "lo", "hi", "n"])
                 ns += pts["n"].tolist()
                 pts[["mean", "lo", "hi"]] *= scale
@@ -159,5 +165,6 @@ def _training_curves(
         _warn(kind, "one seed per curve; no bands")
     where = f" at level {shown_levels[0]}" if len(shown_levels) == 1 else ""
     _figure_legend(fig, axes.ravel())
-    _suptitle(fig, f"{metric_label(metric)} during training{where}", interval_phrase(ns))
+    clip = clipped_phrase(metric) if max(ns, default=0) >= 2 else ""
+    _suptitle(fig, f"{metric_label(metric)} during training{where}", interval_phrase(ns) + clip)
     return fig
