@@ -17,7 +17,9 @@ One module per job; each imports only the ones listed before it:
 - ``transfer``: retraining on targets and the controls (``TransferSpec``);
 - ``analysis``: the report's comparison and paper claims (``AnalysisSpec``, ``ClaimSpec``);
 - ``suite``: ``Suite`` and the checks that span its parts;
-- ``load``: ``parse_suite``, ``load_suite``, ``apply_scale``, ``format_validation_error``.
+- ``load``: ``parse_suite``, ``load_suite``, ``apply_scale``, ``format_validation_error``;
+- ``reference``: the suite-key reference (``docs/suite-reference.md``) generated from these models
+  (not imported here: only the docs and their test use it).
 
 This package re-exports the public names, so ``from transfer_bench.config import X`` is the way in.
 """
