@@ -691,7 +691,7 @@ def _print_advice(title: str, advice, effect_name: str) -> int:
     def pts(v: float, scale: float, sign: str = "+") -> str:
         if v != v:
             return "–"
-        return "∞" if abs(v) == float("inf") else f"{scale * v:{sign}.2f}"
+        return "n.e." if abs(v) == float("inf") else f"{scale * v:{sign}.2f}"
 
     cols = ("comparison", "n", "observed", "MDE now", effect_name, "power now", "seeds needed")
     cols = (*cols, "extra training")
@@ -711,6 +711,11 @@ def _print_advice(title: str, advice, effect_name: str) -> int:
         needed = str(int(r.seeds_needed)) if known else "–"
         rows.append((*cells, needed, extra))
     lines = [f"\n{title} ({units})", *markdown_lines(cols, rows)]
+    if any("n.e." in row[3] for row in rows):
+        lines.append(
+            "n.e.: not estimable with these seeds: no difference the metric allows would be "
+            "detected with this power (or a rank test cannot reach the level)"
+        )
     console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
     return len(advice)
 
