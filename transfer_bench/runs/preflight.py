@@ -154,8 +154,9 @@ def few_seeds(suite: Suite) -> str:
     what = (
         "no comparison can be tested with 1 seed"
         if n == 1
-        else "2 seeds give no bootstrap CI, a paired t-test with 1 degree of freedom and "
-        "detectable effects larger than accuracy allows"
+        else "2 seeds give no bootstrap CI and a paired t-test with 1 degree of freedom, which "
+        "detects only differences of about 12 times the seed-to-seed spread of a difference (3 "
+        "seeds: 3 times)"
     )
     return f"seeds: {what}; list at least {MIN_SEEDS} seeds (5 or more for a claim)"
 
