@@ -157,12 +157,22 @@ def save_plan(suite_dir: Path, runs) -> None:
 def write_suite_report(suite_dir: Path, suite) -> tuple[Path, Path | None]:
     """Write the suite's report; returns it and, for a claim suite in a group, the group's
     summary of claims (else None)."""
+    import warnings
+
     from transfer_bench.analysis.report import write_report
+    from transfer_bench.errors import TicketError
+    from transfer_bench.runs.external import resolve
     from transfer_bench.runs.plan import plan as plan_runs
     from transfer_bench.runs.plan import seeding_of
 
     if suite_dir.is_dir():  # a folder made under an earlier seeding rule keeps its runs
-        save_plan(suite_dir, plan_runs(suite, seeding=seeding_of(suite_dir, suite)))
+        try:
+            tickets = resolve(suite) if suite.tickets else {}
+        except TicketError as e:  # a ticket file not here (a report rebuilt elsewhere)
+            warnings.warn(f"kept {suite_dir}/plan.json as it was: {e}", stacklevel=2)
+        else:
+            seeding = seeding_of(suite_dir, suite, tickets=tickets)
+            save_plan(suite_dir, plan_runs(suite, seeding=seeding, tickets=tickets))
     path = write_report(
         suite_dir,
         suite_name=suite.name,

@@ -4,7 +4,9 @@ Both read what the runs recorded themselves (``config.json``'s ``data`` block, t
 and ``head`` fields of transfer results), so a report rebuilt from a results folder alone says which
 copy of a dataset was trained on (hub, local mirror and how it differs, bundled file), which
 classes and how many images of each split, whether each transferred ticket kept its source's
-output layer, and which machine and torch build trained the runs.
+output layer, and which machine and torch build trained the runs. Tickets found elsewhere (a
+suite's ``tickets:``) are listed after the data, from the ``ticket_files`` their transfer runs
+recorded: file, format, digest and what the file itself says of its source.
 """
 
 from __future__ import annotations
@@ -37,6 +39,66 @@ def dataset_infos(suite_dir: Path) -> dict[str, dict[str, Any]]:
         if isinstance(name, str) and isinstance(info, dict) and name not in out:
             out[name] = info
     return out
+
+
+def external_tickets(suite_dir: Path) -> dict[tuple[str, int], dict[str, Any]]:
+    """(ticket name, level) -> what a transfer run recorded of that external ticket."""
+    suite_dir = Path(suite_dir)
+    out: dict[tuple[str, int], dict[str, Any]] = {}
+    found = sorted(suite_dir.glob("transfer-*/seed_*/config.json"))
+    for path in in_plan(found, suite_dir, "run configs"):
+        try:
+            cfg = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue  # dataset_infos warns about it
+        for f in cfg.get("ticket_files") or []:
+            if isinstance(f, dict) and isinstance(f.get("level"), int):
+                out.setdefault((str(cfg.get("source")), f["level"]), f)
+    return out
+
+
+def _recorded(f: dict[str, Any]) -> str:
+    r = f.get("recorded") or {}
+    named = [str(r["dataset"])] if r.get("dataset") else []
+    named += [f"`{r['source']}`"] if r.get("source") else []
+    named += [f"rows {str(r['rows'])[:12]}"] if r.get("rows") else []
+    where = ", ".join(named) or "not recorded"
+    found = f"level {r.get('level')}, seed {r.get('seed')}" if r.get("seed", -1) != -1 else ""
+    suite = f"suite {r['suite']}" if r.get("suite") else ""
+    creator = r.get("created_by") or {}
+    made = (
+        f"transfer-bench {creator.get('transfer_bench')}, torch {creator.get('torch')}"
+        if creator
+        else "?"
+    )
+    how = ", ".join(x for x in (str(r.get("method") or "?"), found, suite) if x)
+    return f"{where} | {how} | {made}"
+
+
+def tickets_section(suite_dir: Path) -> str:
+    """``## Tickets from elsewhere``: every external ticket a transfer used, one row per level."""
+    found = external_tickets(suite_dir)
+    if not found:
+        return ""
+    lines = [
+        "| ticket | level | density | file | format | sha256 | found on | how | created by |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (name, level), f in sorted(found.items()):
+        density = f.get("density")
+        shown = f"{100 * density:.2f}%" if isinstance(density, float | int) else "?"
+        lines.append(
+            f"| {name} | {level} | {shown} | `{f.get('file')}` | {f.get('format')} | "
+            f"`{f.get('sha256')}` | {_recorded(f)} |"
+        )
+    return (
+        "## Tickets from elsewhere\n\n"
+        "These tickets were not searched by this suite; each was read from its file, checked "
+        "against its digest (which is part of the run ids: a changed file is a new run) and "
+        'transferred next to controls derived from its mask and init. "found on", "how" and '
+        '"created by" are what the file records (OpenLTH and torch-prune files record no '
+        "source).\n\n" + "\n".join(lines)
+    )
 
 
 def _loaded_from(info: dict[str, Any]) -> str:
@@ -97,7 +159,8 @@ def data_section(suite_dir: Path) -> str:
             "comparable with hub-trained ones statistically, not bit for bit.\n\n"
             + "\n".join(notes)
         )
-    return text
+    external = tickets_section(suite_dir)
+    return text + (f"\n\n{external}" if external else "")
 
 
 def head_section(df: pd.DataFrame) -> str:

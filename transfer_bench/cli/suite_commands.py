@@ -71,6 +71,13 @@ def plan(
             "(cached per machine)."
         ),
     ] = True,
+    calibration_budget: Annotated[
+        float,
+        typer.Option(
+            help="Seconds of step timing at most; what is left is scaled by FLOPs from what "
+            "was timed (and timed by the next plan)."
+        ),
+    ] = 15.0,
     strict: Annotated[
         bool,
         typer.Option(
@@ -103,7 +110,8 @@ def plan(
     if executor not in ("auto", "sequential", "local", "ray"):
         raise TransferBenchError(f"--executor {executor!r}: use auto, sequential, local or ray")
     check_counts(workers=workers, runs_per_gpu=runs_per_gpu)
-    suite, ctx, runs = _context(suite_path, results, device, None, scale)
+    device, absent = _plan_device(suite_path, scale, device)
+    suite, ctx, runs = _planned(suite_path, results, device, scale)
     rows = []
     for i, r in enumerate(runs):
         status = "done" if is_complete(r, ctx.suite_dir) else "todo"
@@ -117,18 +125,35 @@ def plan(
         full=("folder",),
     )
     ctx.cache_dir = default_cache_dir()
-    problems = _check_plan(ctx, suite, strict)
+    problems, sizes = _check_plan(ctx, suite, strict)
     if estimate:
-        from transfer_bench.runner.estimate import estimate_runs, summarize
+        from transfer_bench.runner.estimate import (
+            device_notes,
+            estimate_runs,
+            summarize,
+            wall_estimate,
+        )
 
-        console.print("budget: " + summarize(estimate_runs(ctx, runs), gpu_tflops, cpu_gflops))
+        estimates = estimate_runs(ctx, runs, sizes)
+        console.print("budget: " + summarize(estimates, gpu_tflops, cpu_gflops))
+        wall = None
         if calibrate:
-            from transfer_bench.runner.estimate import wall_estimate
-
-            for line in wall_estimate(
-                ctx, runs, executor, workers, runs_per_gpu=runs_per_gpu
-            ).describe():
-                console.print(line, markup=False, highlight=False)
+            wall = wall_estimate(
+                ctx,
+                runs,
+                executor,
+                workers,
+                runs_per_gpu=runs_per_gpu,
+                sizes=sizes,
+                budget_s=calibration_budget,
+                on_progress=lambda line: err_console.print(
+                    line, markup=False, highlight=False, soft_wrap=True
+                ),
+            )
+            for line in wall.describe():
+                console.print(line, markup=False, highlight=False, soft_wrap=True)
+        for line in device_notes(absent, wall, estimates, gpu_tflops):
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
     if ctx.suite_dir.is_dir() and any(is_complete(r, ctx.suite_dir) for r in runs):
         console.print(
             f"results exist: `transfer-bench power {ctx.suite_dir}` tells how many seeds each "
@@ -141,6 +166,46 @@ def plan(
     if problems:
         more = f" (and {len(problems) - 1} more, listed above)" if len(problems) > 1 else ""
         raise TransferBenchError(problems[0] + more)
+
+
+def _planned(suite_path: Path, results: Path, device: str | None, scale: str | None):
+    """``_context`` for ``plan``: every problem with the suite's tickets found elsewhere is one
+    line (the first is the error), and each ticket's files are listed with their digests."""
+    from transfer_bench.runs.external import TicketProblems, describe, resolve
+
+    try:
+        suite, ctx, runs = _context(suite_path, results, device, None, scale)
+    except TicketProblems as e:
+        for line in e.problems[1:]:
+            err_console.print(f"error: {line}", markup=False, highlight=False, soft_wrap=True)
+        raise
+    for line in describe(resolve(suite) if suite.tickets else {}):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    return suite, ctx, runs
+
+
+def _plan_device(suite_path: Path, scale: str | None, device: str | None):
+    """(device to plan with, the device the suite is meant for when this machine lacks it): a
+    CUDA or MPS suite planned where there is none is planned on the CPU, and ``plan`` says so;
+    a name that is no device stays an error."""
+    import torch
+
+    from transfer_bench.api import load
+    from transfer_bench.devices import check_device
+
+    wanted = device or load(suite_path, scale).device
+    try:
+        check_device(wanted)
+    except TransferBenchError:
+        base = wanted.partition(":")[0]
+        mps = getattr(torch.backends, "mps", None)
+        none_here = (base == "cuda" and torch.cuda.device_count() == 0) or (
+            base == "mps" and not (mps and mps.is_available())
+        )
+        if none_here:
+            return "cpu", wanted
+        raise
+    return device, None
 
 
 def _print_table(title: str, columns, rows, full=()) -> None:
@@ -158,12 +223,19 @@ def _print_table(title: str, columns, rows, full=()) -> None:
     console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
 
 
-def _check_plan(ctx, suite, strict: bool) -> list[str]:
+def _check_plan(ctx, suite, strict: bool) -> tuple[list[str], dict]:
     """``plan``'s checks, each problem printed as one line (the first becomes the error): every
     dataset the suite uses loads here or (a catalogue dataset) is sized from the catalogue; the
     model runs on each dataset's classes; rewind points lie inside training. ``strict``: every
-    dataset loads here, and the suite has at least 3 seeds."""
-    from transfer_bench.runs.preflight import check_model, check_rewinds, few_seeds, used_datasets
+    dataset loads here, and the suite has at least 3 seeds. Returns the problems and every
+    dataset's sizes (found once: each try of an unreachable hub costs seconds)."""
+    from transfer_bench.runs.preflight import (
+        check_model,
+        check_rewinds,
+        few_seeds,
+        ticket_problems,
+        used_datasets,
+    )
 
     sizes = {d.name: d for d in _print_datasets(ctx)}
     used = used_datasets(suite)
@@ -186,6 +258,7 @@ def _check_plan(ctx, suite, strict: bool) -> list[str]:
             check()
         except TransferBenchError as e:
             problems.append(str(e))
+    problems += ticket_problems(suite, ctx.cache_dir, {d.name: d.classes for d in known})
     advice = few_seeds(suite)
     if advice:
         problems += [f"--strict: {advice}"] if strict else []
@@ -193,7 +266,7 @@ def _check_plan(ctx, suite, strict: bool) -> list[str]:
             err_console.print(f"warning: {advice}", markup=False, highlight=False, soft_wrap=True)
     for line in problems[1:]:
         err_console.print(f"error: {line}", markup=False, highlight=False, soft_wrap=True)
-    return problems
+    return problems, sizes
 
 
 def _plan_until_mde(suite_dir: Path, suite, target: float, max_seeds: int | None) -> None:

@@ -1,4 +1,4 @@
-"""Ticket commands: ``ticket inspect|verify|upgrade|diff|export|import``."""
+"""Ticket commands: ``ticket inspect|verify|upgrade|diff|export|import|zoo``."""
 
 from __future__ import annotations
 
@@ -182,3 +182,60 @@ def ticket_import(
     console.print(
         f"imported {src} ({source_format}) -> {path} (density {100 * ticket.density:.2f}%)"
     )
+
+
+@ticket_app.command("zoo")
+def ticket_zoo(
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(help="Zoo tickets or groups to show (default: all)."),
+    ] = None,
+    verify: Annotated[
+        bool, typer.Option(help="Check every file against its catalogue sha256 and verify it.")
+    ] = True,
+) -> None:
+    """List the ticket zoo (verified tickets of the project's suites; `zoo:NAME` in a suite's
+    `tickets:`): model, data, density, accuracy on its source, suite, seed and sha256."""
+    from transfer_bench.tickets.zoo import (
+        SIZE_BUDGET_BYTES,
+        lookup,
+        read_catalogue,
+        verify_entry,
+        zoo_bytes,
+        zoo_dir,
+    )
+
+    entries = [e for n in names for e in lookup(n)] if names else read_catalogue()
+    cols = ("name", "model", "data", "density", "source acc.", "suite", "seed", "sha256", "check")
+    failed = []
+    cells = []
+    for e in entries:
+        problem = verify_entry(e) if verify else None
+        if problem:
+            failed.append(problem)
+        scale = f" ({e.scale})" if e.scale else ""
+        model = e.model["name"] + "".join(f" {k}={v}" for k, v in e.model["options"].items())
+        cells.append(
+            (
+                e.name,
+                model,
+                f"{e.data['name']} (`{e.data['source']}`)",
+                f"{100 * e.density:.2f}%",
+                f"{100 * e.source_accuracy:.2f}%",
+                f"{e.suite}{scale}",
+                str(e.seed),
+                e.sha256[:16],
+                "FAILED" if problem else ("OK" if verify else "-"),
+            )
+        )
+    lines = markdown_lines(cols, cells)
+    lines += [
+        "",
+        f"{len(entries)} ticket(s) in {zoo_dir()} ({zoo_bytes():,} bytes in all, budget "
+        f"{SIZE_BUDGET_BYTES:,}); use one in a suite as `tickets: {{NAME: zoo:<name or group>}}`.",
+    ]
+    console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+    for problem in failed:
+        console.print(f"FAILED: {problem}", markup=False, highlight=False, soft_wrap=True)
+    if failed:
+        raise typer.Exit(1)

@@ -15,6 +15,7 @@ One module per job; each imports only the ones listed before it:
 - ``search``: ticket search and stability analysis (``SearchSpec``, ``EarlyBirdSpec``,
   ``StabilitySpec``);
 - ``transfer``: retraining on targets and the controls (``TransferSpec``);
+- ``tickets``: tickets found elsewhere, transferred like searched ones (``TicketSpec``);
 - ``analysis``: the report's comparison and paper claims (``AnalysisSpec``, ``ClaimSpec``);
 - ``suite``: ``Suite`` and the checks that span its parts;
 - ``load``: ``parse_suite``, ``load_suite``, ``apply_scale``, ``format_validation_error``;
@@ -51,6 +52,7 @@ from transfer_bench.config.search import (
     StabilitySpec,
 )
 from transfer_bench.config.suite import Suite, TrackerName
+from transfer_bench.config.tickets import TicketFormat, TicketSpec
 from transfer_bench.config.training import (
     DatasetSpec,
     InputSpec,
@@ -83,6 +85,8 @@ __all__ = [
     "SearchSpec",
     "StabilitySpec",
     "Suite",
+    "TicketFormat",
+    "TicketSpec",
     "TrackerName",
     "TrainSpec",
     "TransferSpec",

@@ -75,19 +75,20 @@ def check_primaries(
     sources: Iterable[str],
     targets: Iterable[str],
     optimizers: Iterable[str],
-    levels: Iterable[int],
+    levels: Iterable[int] | None,
 ) -> None:
     """Every name in ``analysis.primary`` must exist in the suite (an ``_At`` error naming the
     entry, the field and the fix otherwise): the arm is the ticket or a trained control other than
     the baseline and ``dense``, the rest are the suite's transfer sources, targets, optimizers and
-    levels."""
+    levels (``levels=None``: not known yet, as for tickets whose files record their levels)."""
     allowed = {
         "arm": [a for a in dict.fromkeys(arms) if a not in (baseline, "dense")],
         "source": list(sources),
         "target": list(targets),
         "optimizer": list(optimizers),
-        "level": list(levels),
     }
+    if levels is not None:
+        allowed["level"] = list(levels)
     what = {
         "arm": "an arm compared with the baseline",
         "source": "a transfer source",

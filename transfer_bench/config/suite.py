@@ -1,9 +1,10 @@
 """The whole suite: ``Suite``, its parts, and the checks that span them.
 
 ``Suite`` holds the specs of the other modules and checks what no single part can: every name a
-part refers to (sources, targets, optimizers) is defined, every source's search has the same number
-of levels, levels are in range, the analysis baseline is trained. ``search_for`` applies a source's
-``per_source`` overrides; the ``transfer_*`` properties fill in the defaults of ``transfer``.
+part refers to (sources, targets, optimizers, tickets) is defined, every source's search has the
+same number of levels, levels are in range, the analysis baseline is trained. ``search_for``
+applies a source's ``per_source`` overrides; the ``transfer_*`` properties fill in the defaults of
+``transfer``. A suite needs a ``search``, or ``tickets`` (found elsewhere) and a ``transfer``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from transfer_bench.config.analysis import AnalysisSpec, ClaimSpec, check_primar
 from transfer_bench.config.base import _At, _distinct, _Model
 from transfer_bench.config.messages import _first_error, _names, _problem
 from transfer_bench.config.search import SearchSpec, StabilitySpec
+from transfer_bench.config.tickets import TicketSpec
 from transfer_bench.config.training import (
     DatasetSpec,
     InputSpec,
@@ -40,7 +42,11 @@ TrackerName = Literal["tensorboard", "mlflow", "wandb"]
 
 
 class Suite(_Model):
-    """A whole benchmark suite. See ``suites/quickstart.yaml`` for a commented example."""
+    """A whole benchmark suite. See ``suites/quickstart.yaml`` for a commented example.
+
+    ``search`` finds tickets on source datasets; ``tickets`` names tickets found elsewhere (files,
+    or the zoo's). A suite needs one or both; one with only ``tickets`` needs a ``transfer``.
+    """
 
     name: str = Field(max_length=100)
     group: str | None = Field(None, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -53,7 +59,8 @@ class Suite(_Model):
     datasets: dict[str, DatasetSpec] = Field(min_length=1)
     optimizers: dict[str, OptimizerSpec] = Field(default_factory=_default_optimizers)
     train: TrainSpec = TrainSpec()
-    search: SearchSpec
+    search: SearchSpec | None = None
+    tickets: dict[str, TicketSpec] = Field(default_factory=dict)
     transfer: TransferSpec | None = None
     stability: StabilitySpec | None = None
     analysis: AnalysisSpec = AnalysisSpec()
@@ -108,10 +115,13 @@ class Suite(_Model):
                         f"(defined: {_names(sorted(pool))})",
                     )
 
+        if self.search is None:
+            return self._without_search(check)
         sources = self.search.sources
         check(
             ("search", "sources"), sources, self.datasets, "a dataset", "define it under datasets"
         )
+        self._check_tickets(check)
         for src in self.search.per_source:
             if src not in sources:
                 hint = difflib.get_close_matches(src, list(sources), n=1)
@@ -152,6 +162,7 @@ class Suite(_Model):
                         f"level {lv} is outside 0..{n} (the search's levels); pick one in range",
                     )
         if self.transfer is None:  # a search-only suite (tickets, stability, Early-Bird)
+            self._check_transfer_sources(check)  # tickets need a transfer
             if self.analysis.primary:
                 raise _At(
                     ("analysis", "primary"),
@@ -160,14 +171,7 @@ class Suite(_Model):
                 )
             return self
         tr = self.transfer
-        if tr.sources is not None:
-            check(
-                ("transfer", "sources"),
-                tr.sources,
-                sources,
-                "a search source",
-                "add it to search.sources",
-            )
+        self._check_transfer_sources(check)
         check(
             ("transfer", "targets"),
             tr.targets,
@@ -192,6 +196,113 @@ class Suite(_Model):
                         ("transfer", "levels", i),
                         f"level {lv} is outside 0..{n} (the search's levels); pick one in range",
                     )
+        self._check_analysis()
+        return self
+
+    def _check_tickets(self, check: Any) -> None:
+        """Ticket names are not dataset names (results name a source by it), and the dataset a
+        ticket was found on is one of the suite's."""
+        for name, spec in self.tickets.items():
+            if not _NAME_RE.match(name):
+                raise _At(
+                    ("tickets", name),
+                    f"{_short(name)} is not a valid ticket name; use letters, digits, '_', '.' "
+                    "and '-' (results name the source by it)",
+                )
+            if name in self.datasets:
+                raise _At(
+                    ("tickets", name),
+                    f"{name!r} is also a dataset of this suite, and results name a source by it; "
+                    "give the ticket another name",
+                )
+            if spec.dataset is not None:
+                check(
+                    ("tickets", name, "dataset"),
+                    spec.dataset,
+                    self.datasets,
+                    "a dataset",
+                    "define it under datasets or drop dataset",
+                )
+
+    def _check_transfer_sources(self, check: Any) -> None:
+        """``transfer.sources`` name search sources or tickets, and every ticket is transferred."""
+        tr = self.transfer
+        if tr is None:
+            if self.tickets:
+                raise _At(
+                    ("tickets",),
+                    "tickets are only transferred, but this suite has no transfer section; "
+                    "add transfer (targets, controls) or drop tickets",
+                )
+            return
+        searched = self.search.sources if self.search is not None else ()
+        pool = [*searched, *self.tickets]
+        if tr.sources is not None:
+            fix = "add it to search.sources" + (" or tickets" if self.tickets else "")
+            what = "a search source or ticket" if self.tickets else "a search source"
+            check(("transfer", "sources"), tr.sources, pool, what, fix)
+            for name in self.tickets:
+                if name not in tr.sources:
+                    raise _At(
+                        ("tickets", name),
+                        f"ticket {name!r} is not in transfer.sources, so nothing would use it; "
+                        "add it there or drop it",
+                    )
+
+    def _without_search(self, check: Any) -> Suite:
+        """A suite of tickets found elsewhere: no search, so nothing refers to search levels."""
+        if not self.tickets or self.transfer is None:
+            raise _At(
+                ("search",),
+                "required key is missing; add a search, or tickets found elsewhere and a "
+                "transfer section that retrains them",
+            )
+        if self.stability is not None:
+            raise _At(
+                ("stability",),
+                "stability analysis trains a search's levels, and this suite has no search; "
+                "add a search or drop stability",
+            )
+        self._check_tickets(check)
+        self._check_transfer_sources(check)
+        tr = self.transfer
+        check(
+            ("transfer", "targets"),
+            tr.targets,
+            self.datasets,
+            "a dataset",
+            "define it under datasets",
+        )
+        if tr.optimizers is not None:
+            fix = "define it under optimizers"
+            check(("transfer", "optimizers"), tr.optimizers, self.optimizers, "an optimizer", fix)
+        check(
+            ("train", "optimizer"),
+            self.train.optimizer,
+            self.optimizers,
+            "an optimizer",
+            "define it under optimizers",
+        )
+        if "own_ticket" in tr.controls:
+            raise _At(
+                ("transfer", "controls", tr.controls.index("own_ticket")),
+                "own_ticket needs a search on every target, and this suite has no search; add a "
+                "search of the targets or drop own_ticket",
+            )
+        if tr.levels is not None:
+            raise _At(
+                ("transfer", "levels"),
+                "transfer.levels picks levels of a search, and this suite has none; drop it "
+                "(tickets are transferred at their own levels; give a ticket's levels under "
+                "tickets.<name>.levels)",
+            )
+        self._check_analysis()
+        return self
+
+    def _check_analysis(self) -> None:
+        """The baseline is trained and every primary comparison names something of the suite."""
+        tr = self.transfer
+        assert tr is not None
         base = self.analysis.baseline
         own = base == "own_ticket" and set(tr.targets) & set(self.transfer_sources)
         if "baseline" in self.analysis.model_fields_set and base not in tr.controls and not own:
@@ -207,9 +318,21 @@ class Suite(_Model):
             sources=self.transfer_sources,
             targets=tr.targets,
             optimizers=self.transfer_optimizers,
-            levels=self.transfer_levels,
+            levels=self._known_levels(),
         )
-        return self
+
+    def _known_levels(self) -> tuple[int, ...] | None:
+        """Every level a transfer may train, or None where a ticket's levels are read from its
+        files (known only once they are read)."""
+        levels = set(self.transfer_levels)
+        for name in self.transfer_sources:
+            spec = self.tickets.get(name)
+            if spec is None:
+                continue
+            if spec.levels is None:
+                return None
+            levels |= set(spec.levels)
+        return tuple(sorted(levels))
 
     @property
     def results_subdir(self) -> Path:
@@ -235,8 +358,16 @@ class Suite(_Model):
         return self.search_for(source).optimizer or self.train.optimizer
 
     @property
+    def searched_sources(self) -> tuple[str, ...]:
+        """The datasets searched for tickets (none in a suite of tickets found elsewhere)."""
+        return self.search.sources if self.search is not None else ()
+
+    @property
     def transfer_sources(self) -> tuple[str, ...]:
-        return (self.transfer.sources if self.transfer else None) or self.search.sources
+        """Where transferred tickets come from: ``transfer.sources``, by default every searched
+        source and every ticket of ``tickets``."""
+        given = self.transfer.sources if self.transfer else None
+        return given or (*self.searched_sources, *self.tickets)
 
     @property
     def transfer_optimizers(self) -> tuple[str, ...]:
@@ -244,5 +375,8 @@ class Suite(_Model):
 
     @property
     def transfer_levels(self) -> tuple[int, ...]:
+        """The levels searched sources are transferred at (tickets have their own levels)."""
+        if self.search is None:
+            return ()
         given = self.transfer.levels if self.transfer else None
         return given or tuple(range(self.search.num_levels + 1))

@@ -17,6 +17,9 @@ Control = Literal["random_reinit", "shuffle_layerwise", "random_global", "own_ti
 class TransferSpec(_Model):
     """Which tickets are retrained where, with which optimizers, next to which controls.
 
+    ``sources`` are search sources and tickets found elsewhere (``tickets``); by default all of
+    them. ``levels`` picks levels of the search (tickets are transferred at their own levels).
+
     ``head`` (the output layer of a transferred ticket): ``auto`` (default) keeps the source's head
     only when the target has the source's labels (same ``source``, ``label`` column and
     ``classes``: the own ticket, or another subset of the same dataset) and re-initializes it for
@@ -29,7 +32,10 @@ class TransferSpec(_Model):
     ``random_reinit`` same mask, fresh init; ``shuffle_layerwise`` each layer's mask permuted (per-layer
     counts kept), fresh init; ``random_global`` one permutation over all masked weights (only the
     overall density kept; Morcos' random ticket), fresh init; ``own_ticket`` the target's own IMP
-    ticket at the same level (the target must be a search source); ``dense`` the unpruned network.
+    ticket at the same level (the target must be a search source; for a ticket found elsewhere,
+    at that ticket's level, so the two have the same density only when the search's schedule
+    matches the ticket's); ``dense`` the unpruned network. Controls of a ticket found elsewhere
+    derive from its mask and init exactly as for a searched one.
     """
 
     sources: tuple[str, ...] | None = None

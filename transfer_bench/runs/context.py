@@ -13,7 +13,8 @@ import torch
 from transfer_bench.config import Suite
 from transfer_bench.data import ImageDataset, load_dataset
 from transfer_bench.devices import resolve_device
-from transfer_bench.errors import TransferBenchError
+from transfer_bench.errors import TicketError, TransferBenchError
+from transfer_bench.runs import external
 from transfer_bench.training import TrainData
 
 Progress = Callable[[str], None]
@@ -69,6 +70,29 @@ class Context:
     resident: int = RESIDENT_DATASETS
     _datasets: OrderedDict[str, ImageDataset] = field(default_factory=OrderedDict, repr=False)
     _train_data: dict[str, TrainData] = field(default_factory=dict, repr=False)
+    _external: dict[str, external.ExternalSource] | None = field(default=None, repr=False)
+    _tickets: dict[tuple[str, int], object] = field(default_factory=dict, repr=False)
+
+    def external_source(self, name: str) -> external.ExternalSource:
+        """The suite's ticket ``name`` (``tickets:``), resolved once per process."""
+        if self._external is None:
+            self._external = external.resolve(self.suite)
+        return self._external[name]
+
+    def external_ticket(self, name: str, level: int, sha256: str):
+        """``(file, Ticket)`` of ticket ``name`` at ``level``, loaded once per process; the file
+        must still have the digest the run was planned with."""
+        f = self.external_source(name).at(level)
+        if f.sha256 != sha256:
+            raise TicketError(
+                f"tickets.{name}: {f.shown} changed since the run was planned (sha256 "
+                f"{f.sha256[:12]}..., planned {sha256[:12]}...); run the suite again to plan it "
+                "anew"
+            )
+        key = (name, level)
+        if key not in self._tickets:
+            self._tickets[key] = external.load(self.suite, self.external_source(name), f)
+        return f, self._tickets[key]
 
     def dataset(self, name: str) -> ImageDataset:
         if name in self._datasets:

@@ -9,18 +9,25 @@ The seeding rule (``seeding.SEEDING_VERSION``) is part of what a run computes, s
 run id: runs made under an earlier rule live in other folders and are never resumed or mixed in.
 Rule 1 (before the rule had a number) is the absence of the field, so ``plan(suite, seeding=1)``
 gives the ids of folders made then, which ``report`` uses to re-analyse them.
+
+A ticket of the suite's ``tickets:`` (found elsewhere, :mod:`.external`) is planned like a searched
+source, without a search to depend on: its transfer runs hash the digest of each of its files, so
+a changed file is a new run, never mixed with the old results.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from transfer_bench.config import Suite
+from transfer_bench.errors import ConfigError
 from transfer_bench.head_policy import head_action
+from transfer_bench.runs.external import ExternalSource, resolve
 from transfer_bench.seeding import SEEDING_VERSION
 
 #: The run ids a suite plans now, written by ``run``; analysis leaves out folders of older plans.
@@ -115,28 +122,67 @@ def search_config(suite: Suite, source: str, *, seeding: int = SEEDING_VERSION) 
     }
 
 
-def _head_fields(suite: Suite, source: str, target: str) -> dict[str, Any]:
+def _head_fields(
+    suite: Suite, source: str, target: str, external: ExternalSource | None = None
+) -> dict[str, Any]:
     """``{"head_action": "reinit"}`` where ``head: auto`` re-initializes (other labels), else {}.
 
     Why only there: for a target with the source's labels ``auto`` does what it did before
     version 0.2 (keep the fitting head), so those run ids stay valid; where it now re-initializes
-    a head it used to keep (equal class counts, other labels) the id must change.
+    a head it used to keep (equal class counts, other labels) the id must change. An external
+    ticket's labels are the ones it records or its named dataset's (unknown: re-initialized).
     """
     assert suite.transfer is not None
     policy = suite.transfer.head
     if policy != "auto":
         return {}
-    action = head_action(policy, suite.datasets[source], suite.datasets[target])
+    if external is not None:
+        action = external.head_action(policy, suite.datasets[target])
+    else:
+        action = head_action(policy, suite.datasets[source], suite.datasets[target])
     return {"head_action": action} if action == "reinit" else {}
 
 
-def plan(suite: Suite, *, seeding: int = SEEDING_VERSION) -> list[Run]:
+def _own_levels(
+    suite: Suite, target: str, levels: tuple[int, ...], external: Mapping[str, ExternalSource]
+) -> tuple[int, ...]:
+    """The levels ``own_ticket`` trains on ``target``: those of every transferred source (an
+    external ticket's own levels included), less those its ``ticket`` arm already gives when the
+    target is itself a transfer source. Every one must be a level of the target's search."""
+    searched = [s for s in suite.transfer_sources if s not in external]
+    wanted = set(levels if searched else ())
+    for name in suite.transfer_sources:
+        if name in external:
+            wanted |= set(external[name].levels)
+    if target in suite.transfer_sources:
+        wanted -= set(levels)
+    n = suite.search.num_levels if suite.search is not None else -1
+    for name in suite.transfer_sources:
+        bad = [lv for lv in external[name].levels if lv > n] if name in external else []
+        if bad:
+            raise ConfigError(
+                f"transfer.controls: own_ticket pairs tickets.{name}'s level {bad[0]} with "
+                f"{target}'s own ticket at level {bad[0]}, but the search has levels 0..{n}; "
+                "search more levels or drop own_ticket"
+            )
+    return tuple(sorted(wanted))
+
+
+def plan(
+    suite: Suite,
+    *,
+    seeding: int = SEEDING_VERSION,
+    tickets: Mapping[str, ExternalSource] | None = None,
+) -> list[Run]:
     """All runs of ``suite`` in dependency order (searches first), with the run ids of seeding rule
-    ``seeding`` (the current one unless re-analysing older results)."""
+    ``seeding`` (the current one unless re-analysing older results). ``tickets``: the suite's
+    external tickets already resolved (default: resolved here, which reads their files)."""
     runs: list[Run] = []
     search_ids: dict[str, str] = {}
-    all_levels = tuple(range(suite.search.num_levels + 1))
-    for source in suite.search.sources:
+    external = dict(tickets) if tickets is not None else resolve(suite) if suite.tickets else {}
+    searched = suite.searched_sources
+    all_levels = tuple(range(suite.search.num_levels + 1)) if suite.search is not None else ()
+    for source in searched:
         cfg = search_config(suite, source, seeding=seeding)
         rid = f"search-{canonical_hash(cfg)}"
         search_ids[source] = rid
@@ -175,11 +221,27 @@ def plan(suite: Suite, *, seeding: int = SEEDING_VERSION) -> list[Run]:
                     runs += [Run("transfer", rid, s, cfg, (0,)) for s in suite.seeds]
                     continue
                 sources = suite.transfer_sources
+                at = {}
                 if control == "own_ticket":
                     # the target's own ticket; when the target is itself a transfer source, its
-                    # "ticket" arm already is that computation (analysis derives the rows)
-                    sources = () if target in suite.transfer_sources else (target,)
+                    # "ticket" arm already is that computation (analysis derives the rows), except
+                    # at an external ticket's levels that the ticket arm does not train
+                    own = _own_levels(suite, target, levels, external)
+                    sources, at = ((target,), {target: own}) if own else ((), {})
                 for source in sources:
+                    if source in external:
+                        ext = external[source]
+                        cfg = {
+                            **base,
+                            "control": control,
+                            "source": source,
+                            "ticket": ext.config(suite),
+                            "head": suite.transfer.head,
+                            **_head_fields(suite, source, target, ext),
+                        }
+                        rid = f"transfer-{canonical_hash(cfg)}"
+                        runs += [Run("transfer", rid, s, cfg, ext.levels) for s in suite.seeds]
+                        continue
                     cfg = {
                         **base,
                         "control": control,
@@ -189,8 +251,11 @@ def plan(suite: Suite, *, seeding: int = SEEDING_VERSION) -> list[Run]:
                         **_head_fields(suite, source, target),
                     }
                     rid = f"transfer-{canonical_hash(cfg)}"
+                    run_levels = at.get(source, levels)
                     runs += [
-                        Run("transfer", rid, s, cfg, levels, (f"{search_ids[source]}/seed_{s}",))
+                        Run(
+                            "transfer", rid, s, cfg, run_levels, (f"{search_ids[source]}/seed_{s}",)
+                        )
                         for s in suite.seeds
                     ]
     return runs
@@ -203,11 +268,14 @@ def suite_hash(suite: Suite, *, seeding: int = SEEDING_VERSION) -> str:
     return canonical_hash(_versioned(dumped, seeding), 16)
 
 
-def seeding_of(suite_dir: Path, suite: Suite) -> int:
+def seeding_of(
+    suite_dir: Path, suite: Suite, *, tickets: Mapping[str, ExternalSource] | None = None
+) -> int:
     """The seeding rule ``suite``'s results in ``suite_dir`` were made under: the newest rule with
     a run folder there (the current rule for a folder without runs). Why: ``report`` re-plans the
     suite, and a folder made under an earlier rule must keep its own runs, not lose them all."""
     for seeding in range(SEEDING_VERSION, 0, -1):
-        if any((Path(suite_dir) / r.run_id).is_dir() for r in plan(suite, seeding=seeding)):
+        runs = plan(suite, seeding=seeding, tickets=tickets)
+        if any((Path(suite_dir) / r.run_id).is_dir() for r in runs):
             return seeding
     return SEEDING_VERSION

@@ -11,7 +11,10 @@ the fix, found first:
 - the model builds for each dataset's class count and runs a forward pass at the suite's input
   (``check_model``);
 - every search's rewind point, and every stability rewind point, lies before the end of its
-  training on its dataset (``check_rewinds``, the rule the search stage applies).
+  training on its dataset (``check_rewinds``, the rule the search stage applies);
+- every ticket found elsewhere (``tickets:``) reads, verifies and fits the suite's model, input
+  and targets (``ticket_problems``; its files were found and pinned when the suite was planned,
+  :mod:`transfer_bench.runs.external`).
 
 The device is checked where the context is made (``devices.resolve_device``). ``few_seeds`` is the
 advisory ``plan`` prints (and ``plan --strict`` enforces) for suites whose statistics cannot be
@@ -31,6 +34,8 @@ from transfer_bench.config import SearchSpec, Suite
 from transfer_bench.data import load_dataset
 from transfer_bench.errors import ConfigError, DatasetError, TransferBenchError
 from transfer_bench.models import build_model
+from transfer_bench.runs import external
+from transfer_bench.seeding import data_identity
 
 #: seeds below which no bootstrap CI exists and the paired t-test has 1 degree of freedom
 MIN_SEEDS = 3
@@ -43,12 +48,15 @@ class DatasetFacts:
     name: str
     train: int
     classes: int
+    rows: str | None = None  # the training rows' digest (``seeding.data_identity``)
 
 
 def used_datasets(suite: Suite) -> list[str]:
-    """The datasets a suite trains on: its search sources, then its transfer targets."""
+    """The datasets a suite uses: its search sources, the datasets its tickets were found on
+    (their rows seed the draws), then its transfer targets."""
     targets = suite.transfer.targets if suite.transfer is not None else ()
-    return list(dict.fromkeys([*suite.search.sources, *targets]))
+    found_on = [t.dataset for t in suite.tickets.values() if t.dataset is not None]
+    return list(dict.fromkeys([*suite.searched_sources, *found_on, *targets]))
 
 
 def check_counts(**counts: int | None) -> None:
@@ -74,7 +82,7 @@ def check_datasets(suite: Suite, cache_dir: Path | None) -> dict[str, DatasetFac
         except TransferBenchError as e:
             failed.append((name, str(e)))
             continue
-        facts[name] = DatasetFacts(name, len(ds.y_train), ds.num_classes)
+        facts[name] = DatasetFacts(name, len(ds.y_train), ds.num_classes, data_identity(ds.info))
         del ds  # the runs read it from the cache; keep no copy in this process
     if failed:
         name, reason = failed[0]
@@ -121,7 +129,7 @@ def _total_iterations(suite: Suite, train_size: int) -> tuple[int, int]:
 def check_rewinds(suite: Suite, train_sizes: Mapping[str, int]) -> None:
     """Each search's rewind point (and each stability rewind point) lies before the end of its
     training on its source (what the search stage would refuse after starting the run)."""
-    for source in suite.search.sources:
+    for source in suite.searched_sources:
         if source not in train_sizes:
             continue
         spe, total = _total_iterations(suite, train_sizes[source])
@@ -144,6 +152,42 @@ def check_rewinds(suite: Suite, train_sizes: Mapping[str, int]) -> None:
                     f"stability.rewind_points[{i}]: {point!r} is {k} iterations, not before the "
                     f"end of training ({total} iterations on {source}); use a smaller point"
                 )
+
+
+def ticket_problems(
+    suite: Suite, cache_dir: Path | None, classes: Mapping[str, int] | None = None
+) -> list[str]:
+    """Every problem with the suite's tickets found elsewhere, one line each (the files are found,
+    pinned and read again here, then loaded and checked against the suite: model, options, input,
+    head size, the rows of a named dataset). ``classes``: the datasets' class counts, where known
+    (loaded here otherwise)."""
+    if not suite.tickets:
+        return []
+    try:
+        sources = external.resolve(suite)
+    except external.TicketProblems as e:
+        return list(e.problems)
+    known = dict(classes or {})
+    rows: dict[str, str] = {}
+    wanted = [s.dataset for s in sources.values() if s.dataset is not None]
+    targets = suite.transfer.targets if suite.transfer is not None else ()
+    for name in dict.fromkeys([*wanted, *(t for t in targets if t not in known)]):
+        try:
+            ds = load_dataset(
+                suite.datasets[name], suite.input, split_seed=suite.data_seed, cache_dir=cache_dir
+            )
+        except TransferBenchError:
+            continue  # reported by the dataset checks
+        known.setdefault(name, ds.num_classes)
+        rows[name] = data_identity(ds.info)
+    return external.problems(suite, sources, known, rows)
+
+
+def check_tickets(suite: Suite, cache_dir: Path | None, classes: Mapping[str, int]) -> None:
+    """``ticket_problems`` as one ``TicketError`` (the first problem, and how many more)."""
+    found = ticket_problems(suite, cache_dir, classes)
+    if found:
+        raise external.TicketProblems(found)
 
 
 def few_seeds(suite: Suite) -> str:
@@ -173,4 +217,5 @@ def preflight(
     facts = check_datasets(suite, cache_dir)
     check_model(suite, (f.classes for f in facts.values()))
     check_rewinds(suite, {name: f.train for name, f in facts.items()})
+    check_tickets(suite, cache_dir, {name: f.classes for name, f in facts.items()})
     return facts

@@ -12,6 +12,11 @@ randomly initialized"). Every result records the policy and the action taken. Co
 - ``own_ticket``: the target's own IMP ticket at the same level (the ticket arm with source = target);
 - ``dense``: the unpruned network from the search's init seed, trained on the target.
 
+A ticket found elsewhere (the suite's ``tickets:``) comes from its file instead of a search run,
+checked against the digest the run was planned with; its source identity
+(:func:`transfer_bench.runs.external.source_identity`) stands in for the source's rows, and the
+run records which file it transferred (``config.json``) and its digest (every result).
+
 Target training always runs the full target schedule from iteration 0 with the target optimizer,
 which may differ from the source's. Its data order and augmentation are seeded by the target's
 training rows (``seeding.order_seed``), so every arm on a target, and a search on the same data,
@@ -24,6 +29,7 @@ from __future__ import annotations
 from transfer_bench.fileio import atomic_write_json
 from transfer_bench.models import build_model
 from transfer_bench.pruning import apply_masks_, density, random_global, shuffle_layerwise
+from transfer_bench.runs import external
 from transfer_bench.runs.context import Context, Progress
 from transfer_bench.runs.plan import Run
 from transfer_bench.runs.store import RunDir, load_checkpoint, read_json, save_checkpoint
@@ -63,6 +69,30 @@ def _head_mode(cfg: dict, ticket, model) -> str:
     return "keep" if head_mismatch(ticket, model) is None else "reinit"
 
 
+def _recorded_search(loaded: dict) -> dict:
+    """The search block an external ticket records (its first level's)."""
+    _, ticket = next(iter(loaded.values()))
+    return ticket.meta.get("search") or {}
+
+
+def _method(suite, cfg: dict, source: str | None, loaded: dict | None) -> str | None:
+    """How the source's ticket was found: the search method, or what an external ticket records
+    (``imported`` for OpenLTH and torch-prune files)."""
+    if not source or cfg["control"] == "dense":
+        return None
+    if loaded is not None:
+        return str(_recorded_search(loaded).get("method") or "external")
+    return suite.search_for(source).method
+
+
+def _source_optimizer(suite, cfg: dict, source: str | None, loaded: dict | None) -> str | None:
+    if not source or cfg["control"] == "dense":
+        return None
+    if loaded is not None:
+        return (_recorded_search(loaded).get("optimizer") or {}).get("key")
+    return suite.search_optimizer(source)
+
+
 def run_transfer(ctx: Context, run: Run, rd: RunDir, progress: Progress) -> list[int]:
     """Train every requested level of one transfer run; returns the levels that are complete."""
     suite = ctx.suite
@@ -75,8 +105,18 @@ def run_transfer(ctx: Context, run: Run, rd: RunDir, progress: Progress) -> list
     opt_key = cfg["optimizer"]["key"]
     target_id = data_identity(ds.info)
     seed_of_order = order_seed(run.seed, target_id)
-    rd.write_config({**cfg, "seed": run.seed, "levels": list(run.levels), "data": ds.info})
-    source_dir = ctx.suite_dir / cfg["source_run"] / f"seed_{run.seed}" if source else None
+    ext = cfg.get("ticket")  # a ticket found elsewhere: its files, by level, with digests
+    facts: dict = {}
+    if ext is not None:
+        planned = {f["level"]: f["sha256"] for f in ext["files"]}
+        loaded = {lv: ctx.external_ticket(source, lv, planned[lv]) for lv in run.levels}
+        named = ctx.external_source(source).dataset
+        named_rows = data_identity(ctx.dataset(named).info) if named else None
+        facts["ticket_files"] = [external.provenance(t, f) for f, t in loaded.values()]
+    rd.write_config({**cfg, "seed": run.seed, "levels": list(run.levels), "data": ds.info, **facts})
+    source_dir = (
+        ctx.suite_dir / cfg["source_run"] / f"seed_{run.seed}" if "source_run" in cfg else None
+    )
 
     def build(seed: int):
         return build_model(
@@ -102,8 +142,14 @@ def run_transfer(ctx: Context, run: Run, rd: RunDir, progress: Progress) -> list
             done.append(level)
             continue
         else:
-            ticket = load_ticket(RunDir(source_dir).ticket_path(level))
-            source_id = data_identity(ticket.meta["source"]["data"])
+            if ext is not None:
+                file, ticket = loaded[level]
+                source_id = external.source_identity(ticket, file, named_rows)
+                found_by = {"ticket_sha256": file.sha256, "ticket_format": file.format}
+            else:
+                ticket = load_ticket(RunDir(source_dir).ticket_path(level))
+                source_id = data_identity(ticket.meta["source"]["data"])
+                found_by = {}
             model = build(derive_seed(run.seed, "init"))
             head = _head_mode(cfg, ticket, model)
             masks = apply_ticket(
@@ -127,6 +173,8 @@ def run_transfer(ctx: Context, run: Run, rd: RunDir, progress: Progress) -> list
             if masks
             else {"head_policy": None, "head": None}
         )
+        if masks:
+            head_record.update(found_by)
 
         def on_progress(
             epoch: int, acc: float | None, level: int = level, dens: float = dens
@@ -157,11 +205,11 @@ def run_transfer(ctx: Context, run: Run, rd: RunDir, progress: Progress) -> list
                 dens,
                 outcome,
                 kind="transfer",
-                method=suite.search_for(source).method if source else None,
+                method=_method(suite, cfg, source, loaded if ext is not None else None),
                 source=source,
                 target=target,
                 optimizer=opt_key,
-                source_optimizer=suite.search_optimizer(source) if source else None,
+                source_optimizer=_source_optimizer(suite, cfg, source, loaded if ext else None),
                 control=control,
                 num_classes=ds.num_classes,
                 order_seed=seed_of_order,

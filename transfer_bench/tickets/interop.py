@@ -463,6 +463,52 @@ def _pick_checkpoint(folder: Path, checkpoint: str | None) -> tuple[Path, int, i
     return folder / name, ep, it
 
 
+def openlth_files(
+    level_dir: str | os.PathLike[str], checkpoint: str | None = None
+) -> tuple[Path, Path, int]:
+    """``(mask.pth, checkpoint, level)`` of an OpenLTH level folder (``level_<L>`` or its
+    ``main``), as :func:`import_openlth` reads them; ``level`` is -1 unless the folder is named
+    ``level_<L>``."""
+    folder = _level_folder(Path(level_dir))
+    ckpt, _, _ = _pick_checkpoint(folder, checkpoint)
+    level_folder = folder.parent if folder.name == "main" else folder
+    return folder / OPENLTH_MASK, ckpt, _folder_number(level_folder, _LEVEL_RE)
+
+
+def stored_classes(
+    path: str | os.PathLike[str],
+    source_format: str,
+    model_name: str,
+    *,
+    in_channels: int,
+    image_size: int,
+    options: Mapping[str, Any] | None = None,
+) -> int:
+    """The class count of the output layer stored in a torch-prune file or an OpenLTH level
+    folder saved from ``model_name`` (the first dimension of its head weight), so that the file
+    can be imported without being told how many classes its source had."""
+    model = _build(model_name, 2, in_channels, image_size, options)
+    params = dict(model.named_parameters())
+    head = next((n for n in model.head_names if n in params and params[n].dim() >= 2), None)
+    if head is None:
+        raise _err(path, f"model {model_name!r} has no head weight", "use a registered model")
+    if source_format == "openlth":
+        _, file, _ = openlth_files(path)
+        keys = [_rename(head, openlth_names(model_name))]
+    else:
+        file, keys = Path(path), [head, head + "_orig"]
+    raw = _load_tensors(file)
+    found = next((raw[k] for k in keys if k in raw), None)
+    if found is None or found.dim() < 2:
+        raise _err(
+            file,
+            f"holds no {keys[0]!r}, the output layer of model {model_name!r}, so it was not saved "
+            f"from a {model_name}",
+            f"use a ticket of the suite's model ({model_name})",
+        )
+    return int(found.shape[0])
+
+
 def _folder_number(folder: Path, pattern: re.Pattern[str]) -> int:
     m = pattern.fullmatch(folder.name)
     return int(m[1]) if m else -1
