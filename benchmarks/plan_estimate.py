@@ -53,10 +53,11 @@ def main() -> None:
         t = time.perf_counter()
         out = cli("plan", args.suite, *common, env=env)
         plan_s = time.perf_counter() - t
-        m = re.search(r"expected wall time: ([\d.]+) (s|min|h)", out)
+        m = re.search(r"expected wall time: ([\d.,]+) (s|min|h|days)", out)
         if m is None:
             raise SystemExit(f"no estimate in plan's output:\n{out[-2000:]}")
-        estimate = float(m.group(1)) * {"s": 1, "min": 60, "h": 3600}[m.group(2)]
+        scale = {"s": 1, "min": 60, "h": 3600, "days": 86400}[m.group(2)]
+        estimate = float(m.group(1).replace(",", "")) * scale
         t = time.perf_counter()
         out = cli("run", args.suite, *common, "--no-report", env=env)
         wall = time.perf_counter() - t

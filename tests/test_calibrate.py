@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
+
+import pytest
+import torch
+import yaml
 
 from transfer_bench.runner import calibrate
 from transfer_bench.runner.calibrate import Job, StepCost, Workload, schedule, training_seconds
@@ -35,11 +40,11 @@ def test_training_seconds_adds_steps_evaluations_and_fixed_cost() -> None:
 def test_calibration_is_measured_once_then_cached(tmp_path: Path, monkeypatch) -> None:
     calls = []
 
-    def fake(w, device, threads, concurrent):
+    def fake(pool, w, device, threads, concurrent, slow_s):
         calls.append((w, device, threads, concurrent))
         return StepCost(0.003, 1e-5, 2.0, 0.05)
 
-    monkeypatch.setattr(calibrate, "measure", fake)
+    monkeypatch.setattr(calibrate, "_measure_with", fake)
     first = calibrate.calibrated([W, W], "cpu", 1, 2, tmp_path)
     again = calibrate.calibrated([W], "cpu", 1, 2, tmp_path)
     other_threads = calibrate.calibrated([W], "cpu", 2, 1, tmp_path)
@@ -73,3 +78,157 @@ def test_auto_executor_picks_the_pool_on_a_multicore_cpu() -> None:
     assert resolve_executor("auto", "cpu", todo=10, cores=1) == "sequential"
     assert resolve_executor("auto", "cuda", todo=10, cores=16) == "sequential"  # one GPU process
     assert resolve_executor("ray", "cpu", todo=10, cores=2) == "ray"  # an explicit choice stays
+
+
+# ------------------------------------------------------------- plan answers in seconds (issue)
+
+TINY = Workload(
+    model="lenet_300_100",
+    options=(),
+    num_classes=3,
+    channels=1,
+    size=8,
+    batch_size=64,
+    optimizer=(("lr", 0.01), ("momentum", 0.9), ("name", "sgd")),
+)
+
+
+def test_a_slow_step_is_timed_once_on_a_sub_batch_and_scaled() -> None:
+    """Any step counts as slow with slow_s = 0: one warm step of PROBE_BATCH images, scaled to the
+    batch, and the figure says so."""
+    cost = calibrate.measure(TINY, "cpu", 1, 1, slow_s=0.0)
+    assert cost.how == f"scaled from one step of {calibrate.PROBE_BATCH} images"
+    assert cost.extrapolated and 0 < cost.step_s < 1 and cost.fixed_s == 0.0
+    fast = calibrate.measure(TINY, "cpu", 1, 1)
+    assert fast.how == "" and not fast.extrapolated
+
+
+def _work(head_flops: float, head_params: int):
+    """A fake model: a body plus a head of ``head_*`` per class."""
+    return lambda w: calibrate.Work(
+        1e6 + head_flops * w.num_classes, 10**5 + head_params * w.num_classes
+    )
+
+
+def _classes(*ks: int) -> list[Workload]:
+    return [dataclasses.replace(TINY, num_classes=k) for k in ks]
+
+
+def test_class_counts_share_one_timing_when_the_head_is_negligible() -> None:
+    ws = _classes(10, 100, 1000)
+    timed, derived = calibrate.share_head_timings(
+        ws, _work(10.0, 20)
+    )  # head 1%/17% of flops/weights
+    assert timed == ws  # 17% of the weights: each class count is timed
+    timed, derived = calibrate.share_head_timings(ws, _work(10.0, 2))
+    assert timed == [ws[2]] and set(derived) == set(ws[:2])  # the largest is timed
+    ref, share, ratio = derived[ws[0]]
+    assert ref == ws[2] and 0 < share < calibrate.HEAD_SHARE
+    assert ratio == pytest.approx((1e6 + 100) / (1e6 + 10_000))
+    # a class count already known (cached) is the reference: nothing new to time
+    timed, derived = calibrate.share_head_timings(ws[:2], _work(10.0, 2), known=[ws[2]])
+    assert timed == [] and {r for r, _, _ in derived.values()} == {ws[2]}
+
+
+def test_calibration_keeps_to_its_budget_and_says_what_it_scaled(tmp_path, monkeypatch) -> None:
+    """Timings stop once the budget is spent (the heaviest first); the rest are scaled by FLOPs
+    from a timed workload, said so, not cached, and timed by the next call."""
+    clock = [0.0]
+    timed = []
+
+    def fake(pool, w, device, threads, concurrent, slow_s):
+        timed.append(w)
+        clock[0] += 10.0  # each timing takes 10 s
+        return StepCost(0.01 * w.size, 1e-5, 0.0, 0.0)
+
+    monkeypatch.setattr(calibrate, "_measure_with", fake)
+    monkeypatch.setattr(calibrate.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(calibrate, "work_of", lambda w: calibrate.Work(float(w.size**2), 1000))
+    a, b, c = (dataclasses.replace(TINY, size=s) for s in (8, 16, 32))
+    lines: list[str] = []
+    costs = calibrate.calibrated(
+        [a, b, c], "cpu", 1, 1, tmp_path, budget_s=15.0, weights={a: 1, b: 5, c: 3},
+        on_progress=lines.append,
+    )  # fmt: skip
+    assert timed == [b, c]  # heaviest first; the budget ran out after two timings
+    assert len(lines) == 2 and "--no-calibrate" in lines[0] and b.label() in lines[0]
+    assert costs[b].how == costs[c].how == ""
+    assert costs[a].how.startswith("not timed (calibration budget of 15 s spent)")
+    # from the timed workload of the same model with the most work per step (c), by FLOPs
+    assert c.label() in costs[a].how
+    assert costs[a].step_s == pytest.approx(0.32 * (8 / 32) ** 2)
+    cache = json.loads((tmp_path / calibrate.CALIBRATION_FILE).read_text())
+    assert len(cache) == 2  # the scaled figure is not cached
+    calibrate.calibrated([a, b, c], "cpu", 1, 1, tmp_path, budget_s=15.0)
+    assert timed == [b, c, a]  # the next call times what was left
+
+
+def test_device_notes_say_what_the_cpu_estimate_does_not_describe() -> None:
+    from transfer_bench.runner.estimate import RunEstimate, WallEstimate, device_notes
+
+    estimates = [RunEstimate("a", 10, 9e16), RunEstimate("b", 1, None)]  # 9e16 FLOP = 1 h at 25 TF
+    cheap = WallEstimate(60.0, "local", 2, 1, {}, 2, 0)
+    [line] = device_notes("cuda", cheap, estimates, 25.0)
+    assert "device cuda is not on this machine" in line and "does not describe cuda" in line
+    assert "1 GPU-hours at 25 TFLOP/s" in line
+    assert device_notes(None, cheap, estimates, 25.0) == []
+    huge = WallEstimate(40 * 86400.0, "local", 2, 1, {}, 2, 0)
+    [line] = device_notes(None, huge, estimates, 25.0)
+    assert "40 days on this CPU: this suite is sized for GPUs" in line and "GPU-hours" in line
+    [line] = device_notes("cuda", None, estimates, 25.0)  # --no-calibrate
+    assert "is not estimated for cuda" in line
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_plan_of_a_cuda_suite_on_a_cpu_says_so(tmp_path: Path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from transfer_bench.cli import app
+
+    monkeypatch.setenv("TRANSFER_BENCH_CACHE", str(tmp_path / "cache"))
+    suite = tmp_path / "s.yaml"
+    suite.write_text(yaml.safe_dump({**TINY_SUITE, "device": "cuda"}))
+    out = CliRunner().invoke(app, ["plan", str(suite), "--results", str(tmp_path / "res")])
+    assert out.exit_code == 0, out.output
+    assert "expected wall time:" in out.output and "on cpu" in out.output
+    assert "note: device cuda is not on this machine" in out.output
+    assert "calibrating: timing lenet_300_100" in out.output  # the progress line
+    bad = CliRunner().invoke(app, ["plan", str(suite), "--device", "gpu"])
+    assert bad.exit_code != 0 and "did you mean 'cuda'" in str(bad.exception)
+
+
+TINY_SUITE = {
+    "name": "tiny-plan",
+    "seeds": [0],
+    "model": {"name": "lenet_300_100"},
+    "input": {"size": 8, "channels": 1},
+    "datasets": {"a": {"source": "synthetic:a", "num_classes": 3, "samples": 60}},
+    "train": {"batch_size": 20, "epochs": 1},
+    "search": {"sources": ["a"], "levels": 1},
+}
+
+
+@pytest.mark.slow
+def test_plan_of_the_full_morcos_vgg19_suite_answers_in_seconds(tmp_path: Path) -> None:
+    """The issue: `plan suites/morcos2019-vgg19.yaml` timed full-width VGG19 steps for 7+ minutes
+    on 2 cores. With an empty calibration cache it must answer in under 30 s (offline, datasets
+    sized from the catalogue)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    env = {k: v for k, v in os.environ.items() if k != "TRANSFER_BENCH_HF_MIRROR"}
+    env.update(TRANSFER_BENCH_CACHE=str(tmp_path / "cache"), HF_DATASETS_OFFLINE="1")
+    root = Path(__file__).resolve().parents[1]
+    t = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "transfer_bench.cli", "plan", "suites/morcos2019-vgg19.yaml",
+         "--results", str(tmp_path / "res")],
+        cwd=root, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    seconds = time.perf_counter() - t
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "scaled from one step of 32 images" in proc.stdout
+    assert "this suite is sized for GPUs" in proc.stdout
+    assert seconds < 30, f"plan took {seconds:.1f} s"

@@ -458,7 +458,7 @@ def test_wall_estimate_counts_gpu_slots(monkeypatch, tmp_path: Path):
     ctx = Context(suite, tmp_path / "res", torch.device("cuda"), None)
     monkeypatch.setattr(estimate, "visible_gpus", lambda: ["0", "1", "2", "3"])
     monkeypatch.setattr(
-        estimate, "calibrated", lambda ws, *a: {w: StepCost(0.01, 1e-5, 0.0) for w in ws}
+        estimate, "calibrated", lambda ws, *a, **k: {w: StepCost(0.01, 1e-5, 0.0) for w in ws}
     )
     runs = plan(suite)
     local = estimate.wall_estimate(ctx, runs, "auto", None)

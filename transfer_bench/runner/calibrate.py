@@ -1,11 +1,25 @@
 """Wall-time estimate of a plan from training steps timed on this machine (``plan``'s budget).
 
 A fixed GFLOP/s figure misjudges small and narrow models by 3x and more (memory-bound convolutions,
-per-step overhead at batch 60). So ``plan`` times a few training steps and one evaluation of every
+per-step overhead at batch 60). So ``plan`` times training steps and an evaluation of every
 distinct (model, classes, input, batch size, optimizer) the suite trains, with the device and
 threads per run the executor will use, and with as many processes timing at once as the pool runs
 (two 1-thread workers slow each other down through shared caches and memory bandwidth). Results
 are cached per machine, torch version and setting in ``<cache>/calibration.json``.
+
+``plan`` must answer in seconds, even for a suite sized for GPUs planned on a laptop (one step of
+full-width VGG19 at batch 512 takes about 8 s on one CPU core), so the timing adapts:
+
+- a step predicted slower than ``SLOW_STEP_S`` is timed once, warm, on a sub-batch of
+  ``PROBE_BATCH`` images and scaled to the batch (per-image cost is flat from about 32 images up on
+  a CPU: VGG19 16.7 ms at 32, 16.3 ms at 128);
+- class counts of one model share a timing when the output layer is a negligible share of the work
+  (below ``HEAD_SHARE`` of the forward FLOPs and of the weights), scaled by FLOPs;
+- the whole calibration stops starting new timings after ``CALIBRATION_BUDGET_S``; what is left is
+  scaled by FLOPs from the measured rate of the nearest timed workload, and not cached, so the next
+  ``plan`` times it.
+
+Every figure that is not a plain timing says how it was obtained (``StepCost.how``).
 
 The estimate adds up each training (steps x step time + evaluations x test images x time per
 image) and schedules the runs as the executor does: in plan order, each after its dependencies, on
@@ -14,12 +28,13 @@ image) and schedules the runs as the executor does: in plan order, each after it
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import statistics
 import time
-from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -30,12 +45,23 @@ from transfer_bench.config import OptimizerSpec, TrainSpec
 from transfer_bench.devices import resolve_device
 from transfer_bench.fileio import atomic_write_json
 from transfer_bench.machine import fingerprint
-from transfer_bench.models import build_model
+from transfer_bench.models import build_model, count_flops
 from transfer_bench.runner.pool import set_torch_threads
 from transfer_bench.training import TrainData, train
 from transfer_bench.training.loop import evaluate
 
 CALIBRATION_FILE = "calibration.json"
+#: seconds of timing ``plan`` spends at most before it scales the rest by FLOPs (a timing already
+#: started finishes)
+CALIBRATION_BUDGET_S = 15.0
+#: a training step predicted slower than this is timed once, on a sub-batch, and scaled
+SLOW_STEP_S = 1.0
+#: images in the sub-batch that predicts a step and times slow ones
+PROBE_BATCH = 32
+#: class counts share one timing when the head is less than this share of FLOPs and weights
+HEAD_SHARE = 0.05
+#: seconds a fast workload's step timing aims at
+_FAST_TARGET_S = 0.15
 
 
 @dataclass(frozen=True)
@@ -73,12 +99,18 @@ class Workload:
 @dataclass(frozen=True)
 class StepCost:
     """Measured: seconds per training step, per evaluated test image and per training besides its
-    steps (building the model, optimizer and masks), and a worker process's start-up."""
+    steps (building the model, optimizer and masks), and a worker process's start-up. ``how``
+    says how a figure that is not a plain timing was obtained ("" for a plain timing)."""
 
     step_s: float
     eval_s_per_image: float
     startup_s: float
     fixed_s: float = 0.0
+    how: str = ""
+
+    @property
+    def extrapolated(self) -> bool:
+        return bool(self.how)
 
 
 def _key(w: Workload, device: str, threads: int, concurrent: int) -> str:
@@ -94,20 +126,23 @@ def _key(w: Workload, device: str, threads: int, concurrent: int) -> str:
     )
 
 
-def _measure(w: Workload, device: str, threads: int, t_start: float) -> StepCost:
-    """Time ``train()`` for 4 and for 16 steps (the difference is per-step cost without set-up)
-    and one evaluation of 256 images, with 20%-density masks, on uint8 images normalized per
-    batch as in a run."""
+def _measure(w: Workload, device: str, threads: int, t_start: float, slow_s: float) -> StepCost:
+    """Time ``w``: one cold and one warm step of a ``PROBE_BATCH`` sub-batch predict the step. A
+    step predicted slower than ``slow_s`` is that warm timing scaled to the batch. Otherwise
+    ``train()`` runs k and 4k steps at the full batch (the difference is the per-step cost without
+    set-up; k fitted to about ``_FAST_TARGET_S``), and 256 images are evaluated. Masks at 20%
+    density, uint8 images normalized per batch, as in a run."""
     torch.set_num_threads(threads)
     dev = resolve_device(device)
     g = torch.Generator().manual_seed(0)
-    n = 16 * w.batch_size
-    shape = (n, w.channels, w.size, w.size)
-    x = torch.randint(0, 256, shape, dtype=torch.uint8, generator=g).to(dev)
-    y = torch.randint(0, w.num_classes, (n,), generator=g).to(dev)
     stats = (0.5,) * w.channels, (0.25,) * w.channels
-    data = TrainData(x, y, x[:256], y[:256], mean=stats[0], std=stats[1])
     opt = OptimizerSpec(**dict(w.optimizer))
+
+    def data(n: int, n_test: int) -> TrainData:
+        x = torch.randint(0, 256, (n, w.channels, w.size, w.size), dtype=torch.uint8, generator=g)
+        y = torch.randint(0, w.num_classes, (n,), generator=g)
+        x, y = x.to(dev), y.to(dev)
+        return TrainData(x, y, x[:n_test], y[:n_test], mean=stats[0], std=stats[1])
 
     def model():
         m = build_model(
@@ -122,10 +157,14 @@ def _measure(w: Workload, device: str, threads: int, t_start: float) -> StepCost
         masks = {k: torch.rand(params[k].shape, generator=g) < 0.2 for k in m.prunable_names}
         return m, masks
 
-    def timed(steps: int) -> float:
+    def sync() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    def timed(steps: int, batch: int, d: TrainData) -> float:
         m, masks = model()
         spec = TrainSpec(
-            batch_size=w.batch_size,
+            batch_size=batch,
             iterations=steps,
             eval_every=10**6,
             augment=w.augment,
@@ -133,53 +172,172 @@ def _measure(w: Workload, device: str, threads: int, t_start: float) -> StepCost
             precision=w.precision,
             channels_last=w.channels_last,
         )
+        sync()
         t = time.perf_counter()
-        train(m, data, spec, opt, masks, order_seed=0)
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
+        train(m, d, spec, opt, masks, order_seed=0)
+        sync()
         return time.perf_counter() - t
 
+    def eval_per_image(d: TrainData) -> float:
+        m, _ = model()
+        n = len(d.y_test)
+        evaluate(m, d.x_test, d.y_test, n, d.prepare)  # warm-up
+        sync()
+        t = time.perf_counter()
+        evaluate(m, d.x_test, d.y_test, n, d.prepare)
+        sync()
+        return (time.perf_counter() - t) / n
+
     startup = time.time() - t_start
-    timed(4)  # warm-up (first-call kernels, allocator)
-    short = [timed(4) for _ in range(2)]
-    long_ = [timed(16) for _ in range(2)]
-    step = max(1e-6, (statistics.median(long_) - statistics.median(short)) / 12)
-    fixed = max(0.0, statistics.median(short) - 4 * step)
-    m, _ = model()
-    evaluate(m, data.x_test, data.y_test, 256, data.prepare)
-    t = time.perf_counter()
-    evaluate(m, data.x_test, data.y_test, 256, data.prepare)
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-    return StepCost(step, (time.perf_counter() - t) / 256, startup, fixed)
+    probe = min(w.batch_size, PROBE_BATCH)
+    small = data(probe, probe)
+    timed(1, probe, small)  # cold: first-call kernels, allocator, lazy CUDA start
+    predicted = timed(1, probe, small) * w.batch_size / probe
+    if predicted >= slow_s:
+        how = (
+            f"scaled from one step of {probe} images"
+            if probe < w.batch_size
+            else "from one step, timed once"
+        )
+        return StepCost(predicted, eval_per_image(small), startup, 0.0, how)
+    full = data(4 * w.batch_size, 256)
+    first = timed(1, w.batch_size, full)  # warm-up at the full batch
+    k = max(1, min(4, int(_FAST_TARGET_S / max(first, 1e-6))))
+    reps = 2 if 10 * k * first < 1.0 else 1
+    short = statistics.median(timed(k, w.batch_size, full) for _ in range(reps))
+    long_ = statistics.median(timed(4 * k, w.batch_size, full) for _ in range(reps))
+    step = max(1e-6, (long_ - short) / (3 * k))
+    fixed = max(0.0, short - k * step)
+    return StepCost(step, eval_per_image(full), startup, fixed)
 
 
 def _measure_in_worker(args: tuple) -> StepCost:
-    w, device, threads, t_start = args
+    w, device, threads, t_start, slow_s = args
     set_torch_threads(threads)
-    return _measure(w, device, threads, t_start)
+    return _measure(w, device, threads, t_start, slow_s)
 
 
-def measure(w: Workload, device: str, threads: int, concurrent: int) -> StepCost:
-    """Step cost of ``w`` with ``concurrent`` processes timing at once (1: in this process, whose
-    thread count is restored afterwards)."""
-    if concurrent <= 1:
-        import torch
-
+def _measure_with(
+    pool: Executor | None, w: Workload, device: str, threads: int, concurrent: int, slow_s: float
+) -> StepCost:
+    """``concurrent`` timings of ``w`` at once in ``pool`` (their mean), or one in this process
+    (whose thread count is restored afterwards)."""
+    if pool is None or concurrent <= 1:
         before = torch.get_num_threads()
         try:
-            return _measure(w, device, threads, time.time())
+            return _measure(w, device, threads, time.time(), slow_s)
         finally:
             torch.set_num_threads(before)
-    with ProcessPoolExecutor(concurrent) as pool:
-        t0 = time.time()
-        costs = list(pool.map(_measure_in_worker, [(w, device, threads, t0)] * concurrent))
+    t0 = time.time()
+    costs = list(pool.map(_measure_in_worker, [(w, device, threads, t0, slow_s)] * concurrent))
     return StepCost(
         statistics.mean(c.step_s for c in costs),
         statistics.mean(c.eval_s_per_image for c in costs),
         max(c.startup_s for c in costs),
         statistics.mean(c.fixed_s for c in costs),
+        costs[0].how,
     )
+
+
+def measure(
+    w: Workload, device: str, threads: int, concurrent: int, slow_s: float = SLOW_STEP_S
+) -> StepCost:
+    """Step cost of ``w`` with ``concurrent`` processes timing at once (1: in this process)."""
+    if concurrent <= 1:
+        return _measure_with(None, w, device, threads, 1, slow_s)
+    with ProcessPoolExecutor(concurrent) as pool:
+        return _measure_with(pool, w, device, threads, concurrent, slow_s)
+
+
+# ------------------------------------------------------------------ what to time, what to scale
+
+
+@dataclass(frozen=True)
+class Work:
+    """Forward FLOPs per image and weights of a workload's model (what scaling goes by)."""
+
+    flops: float
+    params: int
+
+
+def work_of(w: Workload) -> Work:
+    """Build ``w``'s model on the CPU and count its forward FLOPs per image and its weights."""
+    m = build_model(
+        w.model,
+        num_classes=w.num_classes,
+        in_channels=w.channels,
+        image_size=w.size,
+        seed=0,
+        options=dict(w.options),
+    )
+    return Work(
+        float(count_flops(m, (w.channels, w.size, w.size))), sum(p.numel() for p in m.parameters())
+    )
+
+
+def share_head_timings(
+    todo: Iterable[Workload], work: Callable[[Workload], Work], known: Iterable[Workload] = ()
+) -> tuple[list[Workload], dict[Workload, tuple[Workload, float, float]]]:
+    """Which of ``todo`` to time, and which to take from another class count's figure: within one
+    model shape (everything but the class count), when the output layer is less than
+    ``HEAD_SHARE`` of the forward FLOPs and of the weights, one class count is timed (the largest
+    one ``known`` already, else the largest) and the others scaled from it by FLOPs.
+    Returns (to time, {derived: (reference, share of the head, FLOPs ratio to the reference)});
+    FLOPs are linear in the class count, so only the smallest and largest models are built."""
+    pending = list(dict.fromkeys(todo))
+    known = [w for w in dict.fromkeys(known) if w not in set(pending)]
+    groups: dict[Workload, list[Workload]] = {}
+    for w in [*pending, *known]:
+        groups.setdefault(dataclasses.replace(w, num_classes=0), []).append(w)
+    timed: list[Workload] = []
+    derived: dict[Workload, tuple[Workload, float, float]] = {}
+    for members in groups.values():
+        mine = [w for w in members if w in pending]
+        if len(members) == 1 or not mine:
+            timed += mine
+            continue
+        members.sort(key=lambda w: w.num_classes)
+        lo, hi = members[0], members[-1]
+        low, high = work(lo), work(hi)
+        share = max(1 - low.flops / high.flops, 1 - low.params / high.params)
+        if share >= HEAD_SHARE:
+            timed += mine
+            continue
+        others = [w for w in members if w not in mine]
+        ref = max(others or mine, key=lambda w: w.num_classes)
+        timed += [ref] if ref in mine else []
+        line = ((lo.num_classes, low.flops), (hi.num_classes, high.flops))
+        for w in mine:
+            if w != ref:
+                ratio = _on_line(line, w.num_classes) / _on_line(line, ref.num_classes)
+                derived[w] = (ref, share, ratio)
+    return timed, derived
+
+
+def _on_line(points: tuple[tuple[float, float], tuple[float, float]], x: float) -> float:
+    """The straight line through two (x, y) points, at ``x``."""
+    (x0, y0), (x1, y1) = points
+    return y0 + (x - x0) * (y1 - y0) / (x1 - x0)
+
+
+def scaled(cost: StepCost, ratio: float, batch_ratio: float, how: str) -> StepCost:
+    """``cost`` for a workload doing ``ratio`` times the forward FLOPs per image at
+    ``batch_ratio`` times the batch."""
+    return StepCost(
+        cost.step_s * ratio * batch_ratio,
+        cost.eval_s_per_image * ratio,
+        cost.startup_s,
+        cost.fixed_s,
+        how,
+    )
+
+
+def _nearest(w: Workload, timed: Iterable[Workload], work) -> Workload:
+    """The timed workload to scale ``w`` from: the same model (and options) if any, else the one
+    with the most work per step."""
+    timed = list(timed)
+    same = [k for k in timed if (k.model, k.options) == (w.model, w.options)]
+    return max(same or timed, key=lambda k: work(k).flops * k.batch_size)
 
 
 def calibrated(
@@ -188,8 +346,16 @@ def calibrated(
     threads: int,
     concurrent: int,
     cache_dir: Path | None,
+    *,
+    budget_s: float = CALIBRATION_BUDGET_S,
+    weights: Mapping[Workload, float] | None = None,
+    on_progress: Callable[[str], None] | None = None,
+    slow_s: float = SLOW_STEP_S,
 ) -> dict[Workload, StepCost]:
-    """The step cost of each workload: from the cache, or measured now (and cached)."""
+    """The step cost of each workload: from the cache, or timed now (and cached), within a budget
+    of ``budget_s`` seconds of timing (heaviest workloads first, by ``weights``: their steps in the
+    plan); the rest scaled by FLOPs (see the module docstring). ``on_progress`` gets a line before
+    each timing."""
     path = cache_dir / CALIBRATION_FILE if cache_dir else None
     cache: dict[str, Any] = {}
     if path and path.exists():
@@ -198,19 +364,58 @@ def calibrated(
         except (OSError, ValueError):
             cache = {}  # a damaged cache is measured again
     out: dict[Workload, StepCost] = {}
-    changed = False
+    todo: list[Workload] = []
     for w in dict.fromkeys(workloads):
-        key = _key(w, device, threads, concurrent)
-        if key in cache:
-            try:
-                out[w] = StepCost(**cache[key])
-                continue
-            except TypeError:
-                pass
-        out[w] = measure(w, device, threads, concurrent)
-        cache[key] = asdict(out[w])
-        changed = True
-    if changed and path is not None:
+        try:
+            out[w] = StepCost(**cache[_key(w, device, threads, concurrent)])
+        except (KeyError, TypeError):
+            todo.append(w)
+    works: dict[Workload, Work] = {}
+
+    def work(w: Workload) -> Work:
+        if w not in works:
+            works[w] = work_of(w)
+        return works[w]
+
+    to_time, derived = share_head_timings(todo, work, known=out)
+    weight = dict(weights or {})
+    for w, (ref, _, _) in derived.items():
+        weight[ref] = weight.get(ref, 0.0) + weight.get(w, 0.0)
+    to_time.sort(key=lambda w: -weight.get(w, 0.0))
+    deadline = time.monotonic() + budget_s
+    pool: ProcessPoolExecutor | None = None
+    try:
+        for i, w in enumerate(to_time):
+            if time.monotonic() >= deadline and (out or i > 0):
+                break
+            if on_progress:
+                on_progress(
+                    f"calibrating: timing {w.label()} on {device} ({i + 1} of {len(to_time)}; "
+                    f"at most ~{budget_s:g} s in all, --no-calibrate skips this)"
+                )
+            if pool is None and concurrent > 1:
+                pool = ProcessPoolExecutor(concurrent)
+            out[w] = _measure_with(pool, w, device, threads, concurrent, slow_s)
+            cache[_key(w, device, threads, concurrent)] = asdict(out[w])
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    measured = list(out)  # cached or timed now
+    for w in to_time:
+        if w not in out:
+            ref = _nearest(w, measured, work)
+            ratio = work(w).flops / work(ref).flops
+            out[w] = scaled(
+                out[ref],
+                ratio,
+                w.batch_size / ref.batch_size,
+                f"not timed (calibration budget of {budget_s:g} s spent): scaled by FLOPs from "
+                f"{ref.label()}; the next `plan` times it",
+            )
+    for w, (ref, share, ratio) in derived.items():
+        how = f"from the {ref.num_classes}-class figure: the head is {100 * share:.1f}% of the work"
+        out[w] = scaled(out[ref], ratio, 1.0, how)
+    if todo and path is not None:
         try:
             atomic_write_json(path, cache)
         except Exception:  # the estimate stands without its cache

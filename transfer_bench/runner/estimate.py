@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 import os
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from transfer_bench.config import PRUNE_AT_INIT, Suite
@@ -17,6 +19,7 @@ from transfer_bench.devices import visible_gpus
 from transfer_bench.errors import TransferBenchError
 from transfer_bench.models import build_model, count_flops
 from transfer_bench.runner.calibrate import (
+    CALIBRATION_BUDGET_S,
     Job,
     Workload,
     calibrated,
@@ -92,15 +95,20 @@ def dataset_size(ctx: Context, name: str) -> DatasetSize:
     return DatasetSize(name, spec.source, train, test, k, "catalogue", reason)
 
 
-def _sizes(ctx: Context, name: str) -> tuple[int, int, int] | None:
+#: dataset name -> its sizes, found once per command (a dataset that cannot be loaded is not
+#: tried again: offline, each try of the hub costs about 25 s)
+Sizes = Mapping[str, DatasetSize]
+
+
+def _sizes(ctx: Context, name: str, known: Sizes | None = None) -> tuple[int, int, int] | None:
     """(train size, test size, classes): from the data if it loads here, else the catalogue."""
-    d = dataset_size(ctx, name)
+    d = known[name] if known and name in known else dataset_size(ctx, name)
     if d.train is None or d.test is None or d.classes is None:
         return None
     return d.train, d.test, d.classes
 
 
-def estimate_runs(ctx: Context, runs: list[Run]) -> list[RunEstimate]:
+def estimate_runs(ctx: Context, runs: list[Run], sizes: Sizes | None = None) -> list[RunEstimate]:
     suite = ctx.suite
     flops_per_sample: dict[int, float] = {}
     out = []
@@ -111,11 +119,11 @@ def estimate_runs(ctx: Context, runs: list[Run]) -> list[RunEstimate]:
             else run.config["target"]["name"]
         )
         n = _trainings(suite, run)
-        sizes = _sizes(ctx, name)
-        if sizes is None:
+        found = _sizes(ctx, name, sizes)
+        if found is None:
             out.append(RunEstimate(run.key, n, None))
             continue
-        n_train, n_test, num_classes = sizes
+        n_train, n_test, num_classes = found
         if num_classes not in flops_per_sample:
             model = build_model(
                 suite.model.name,
@@ -136,6 +144,11 @@ def estimate_runs(ctx: Context, runs: list[Run]) -> list[RunEstimate]:
         per_training = 3 * fwd * samples + fwd * n_test * evals
         out.append(RunEstimate(run.key, n, n * per_training))
     return out
+
+
+def gpu_hours(estimates: list[RunEstimate], gpu_tflops: float) -> float:
+    """The FLOP budget of the counted runs in hours of one GPU at ``gpu_tflops`` sustained."""
+    return sum(e.flops for e in estimates if e.flops is not None) / (gpu_tflops * 1e12) / 3600
 
 
 def summarize(estimates: list[RunEstimate], gpu_tflops: float, cpu_gflops: float) -> str:
@@ -170,18 +183,25 @@ class WallEstimate:
     costs: dict  # Workload -> StepCost
     runs: int
     unknown: int  # runs whose dataset is not available here (not counted)
+    device: str = "cpu"
+    seconds_timing: float = 0.0  # spent timing steps now (0 when every figure was cached)
 
     def describe(self) -> list[str]:
+        scaled = sum(1 for c in self.costs.values() if c.how)
+        basis = "from steps timed on this machine"
+        if scaled:
+            basis += f"; {scaled} of {len(self.costs)} figures extrapolated, as said below"
         lines = [
             f"expected wall time: {_duration(self.seconds)} for {self.runs} runs to do with "
             f"--executor {self.executor}"
             + (f" --workers {self.workers}" if self.executor == "local" else "")
-            + f" ({self.threads} thread(s) per run; from steps timed on this machine)"
+            + f" on {self.device} ({self.threads} thread(s) per run; {basis})"
         ]
         for w, c in self.costs.items():
             lines.append(
-                f"  {w.label()}: {1e3 * c.step_s:.1f} ms per step, "
+                f"  {w.label()}: {_ms(c.step_s)} per step, "
                 f"{1e6 * c.eval_s_per_image:.0f} us per test image"
+                + (f" ({c.how})" if c.how else "")
             )
         if self.unknown:
             lines.append(
@@ -190,12 +210,18 @@ class WallEstimate:
         return lines
 
 
+def _ms(seconds: float) -> str:
+    return f"{seconds:.2f} s" if seconds >= 10 else f"{1e3 * seconds:.1f} ms"
+
+
 def _duration(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.0f} s"
     if seconds < 7200:
         return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
+    if seconds < 72 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:,.0f} days"
 
 
 def _workload(suite: Suite, run: Run, num_classes: int):
@@ -229,11 +255,16 @@ def wall_estimate(
     workers: int | None,
     threads: int | None = None,
     runs_per_gpu: int = 1,
+    *,
+    sizes: Sizes | None = None,
+    budget_s: float = CALIBRATION_BUDGET_S,
+    on_progress: Callable[[str], None] | None = None,
 ) -> WallEstimate:
     """Expected wall time of ``runs`` (those not complete) on this machine with this executor.
 
     Parallel slots are CPU cores, or on GPUs the GPU slots (GPUs x ``runs_per_gpu`` for the pool,
-    one GPU per run for Ray), as the executors use them."""
+    one GPU per run for Ray), as the executors use them. Steps are timed within ``budget_s``
+    seconds (``calibrate.calibrated``), heaviest workloads first."""
     suite = ctx.suite
     cores = max(1, os.cpu_count() or 1)
     todo = [r for r in runs if not is_complete(r, ctx.suite_dir)]
@@ -260,23 +291,79 @@ def wall_estimate(
             if "dataset" in run.config
             else run.config["target"]["name"]
         )
-        sizes = _sizes(ctx, name)
-        if sizes is None:
+        found = _sizes(ctx, name, sizes)
+        if found is None:
             unknown += 1
             continue
-        n_train, n_test, k = sizes
-        plans.append((run, _workload(suite, run, k), n_train, n_test))
-    costs = calibrated(
-        [w for _, w, _, _ in plans], ctx.device.type, threads, concurrent, ctx.cache_dir
-    )
-    jobs = []
-    for run, w, n_train, n_test in plans:
+        n_train, n_test, k = found
         spe = math.ceil(n_train / suite.train.batch_size)
         steps = suite.train.total_iterations(spe)
+        plans.append((run, _workload(suite, run, k), spe, steps, n_test))
+    weights: dict = {}
+    for run, w, _, steps, _ in plans:
+        weights[w] = weights.get(w, 0.0) + _trainings(suite, run) * steps
+    t0 = time.monotonic()
+    costs = calibrated(
+        [w for _, w, _, _, _ in plans],
+        ctx.device.type,
+        threads,
+        concurrent,
+        ctx.cache_dir,
+        budget_s=budget_s,
+        weights=weights,
+        on_progress=on_progress,
+    )
+    timing = time.monotonic() - t0
+    jobs = []
+    for run, w, spe, steps, n_test in plans:
         one = training_seconds(
             costs[w], steps, evaluations(steps, spe, suite.train.eval_every), n_test
         )
         jobs.append(Job(run.key, run.depends_on, _trainings(suite, run) * one))
     startup = max((c.startup_s for c in costs.values()), default=0.0) if concurrent > 1 else 0.0
     seconds = schedule(jobs, slots) + startup
-    return WallEstimate(seconds, executor, slots, threads, costs, len(jobs), unknown)
+    return WallEstimate(
+        seconds,
+        executor,
+        slots,
+        threads,
+        costs,
+        len(jobs),
+        unknown,
+        device=str(ctx.device),
+        seconds_timing=timing,
+    )
+
+
+#: a CPU estimate beyond this many seconds marks a suite sized for GPUs
+GPU_SIZED_S = 24 * 3600
+
+
+def device_notes(
+    wanted: str | None,
+    wall: WallEstimate | None,
+    estimates: list[RunEstimate],
+    gpu_tflops: float,
+) -> list[str]:
+    """What the CPU estimate does not say: ``wanted`` (the suite's or --device's device when it
+    is not on this machine) gets the CPU caveat and the GPU-hours figure; a CPU estimate beyond a
+    day gets the GPU-hours figure too."""
+    hours = gpu_hours(estimates, gpu_tflops)
+    budget = (
+        f"the FLOP budget above says {hours:,.0f} GPU-hours at {gpu_tflops:g} TFLOP/s sustained "
+        "(--gpu-tflops)"
+    )
+    if wanted:
+        cpu = (
+            "above was timed on this CPU and does not describe" if wall else "is not estimated for"
+        )
+        return [
+            f"note: device {wanted} is not on this machine: the wall time {cpu} {wanted}; for "
+            f"{wanted}, {budget}; `transfer-bench plan` where it is times its steps there"
+        ]
+    if wall is not None and wall.device == "cpu" and wall.seconds > GPU_SIZED_S:
+        return [
+            f"note: {_duration(wall.seconds)} on this CPU: this suite is sized for GPUs; {budget}; "
+            "`transfer-bench plan` on a GPU machine times its steps there"
+        ]
+    return []
