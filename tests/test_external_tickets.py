@@ -437,3 +437,41 @@ def test_a_ticket_entry_is_one_file_or_a_list() -> None:
     assert s.tickets["t"].file == ("a.ticket",) and s.tickets["u"].file == ("b", "c")
     assert s.tickets["v"].sha256 == ("a" * 64,)
     assert s.transfer_sources == ("t", "u", "v") and s.search is None
+
+
+def test_other_options_and_other_source_rows_are_refused(tmp_path, exported) -> None:
+    """Two checks the command-line cases above do not reach: a ticket of the suite's model with
+    other options, and a ``.ticket`` whose recorded source rows are not its named dataset's."""
+    from transfer_bench.runs.preflight import ticket_problems
+
+    wide = _lenet_ticket(tmp_path / "wide.ticket", model="resnet20", options={"width": 8})
+    data = {
+        **_suite({"wide": str(wide)}),
+        "model": {"name": "resnet20", "options": {"width": 4}},
+    }
+    (line,) = ticket_problems(parse_suite(data), tmp_path / "cache")
+    assert line.startswith("tickets.wide: ") and "model.options {'width': 8}" in line
+    assert "set model.options to the ticket's" in line
+    data = _suite({"t": {"file": exported["as_v2"]["file"], "dataset": "tgt"}})
+    lines = ticket_problems(parse_suite(data), tmp_path / "cache")
+    assert len(lines) == 2  # one per file
+    assert all("records source rows" in ln and "datasets.tgt has rows" in ln for ln in lines)
+    assert (
+        ticket_problems(
+            parse_suite(_suite({"t": {"file": exported["as_v2"]["file"], "dataset": "src"}})),
+            tmp_path / "cache",
+        )
+        == []
+    )
+
+
+def test_a_file_changed_after_planning_is_refused(tmp_path) -> None:
+    from transfer_bench.api import prepare
+
+    path = _lenet_ticket(tmp_path / "t.ticket")
+    p = prepare(_suite({"t": str(path)}), tmp_path / "res", cache_dir=tmp_path / "cache")
+    planned = next(r for r in p.runs if r.config.get("source") == "t").config["ticket"]
+    f, ticket = p.ctx.external_ticket("t", 1, planned["files"][0]["sha256"])
+    assert f.path == path and ticket.meta["level"] == 1
+    with pytest.raises(TicketError, match=r"tickets\.t: .*t\.ticket changed since the run was"):
+        p.ctx.external_ticket("t", 1, "0" * 64)

@@ -196,7 +196,8 @@ def build_entries(
     scale: str | None = None,
 ) -> list[tuple[ZooEntry, Path]]:
     """Zoo entries (and the ticket file each copies) from a suite's results folder: every search
-    run's ticket of ``seed`` at ``levels`` (default: the suite's ``transfer.levels`` without 0).
+    run of its current plan (``plan.json``), its ticket of ``seed`` at ``levels`` (default: the
+    suite's ``transfer.levels`` without 0).
 
     Each ticket is verified and must be version 2; its source accuracy is its search level's
     ``result.json``."""
@@ -207,6 +208,10 @@ def build_entries(
         raise TransferBenchError(f"{run_folder}: the suite names no transfer levels; pass --levels")
     out: list[tuple[ZooEntry, Path]] = []
     searches = sorted(run_folder.glob(f"search-*/seed_{seed}/config.json"))
+    planned = run_folder / "plan.json"
+    if planned.is_file():  # folders of an older plan (another seeding rule) stay out
+        current = set(_read_json(planned).get("run_ids") or [])
+        searches = [p for p in searches if p.parents[1].name in current]
     if not searches:
         raise TransferBenchError(
             f"{run_folder}: no search run of seed {seed}; pass a suite's results folder "
