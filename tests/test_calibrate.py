@@ -40,7 +40,7 @@ def test_training_seconds_adds_steps_evaluations_and_fixed_cost() -> None:
 def test_calibration_is_measured_once_then_cached(tmp_path: Path, monkeypatch) -> None:
     calls = []
 
-    def fake(pool, w, device, threads, concurrent, slow_s):
+    def fake(pool, w, device, threads, concurrent, slow_s, deadline):
         calls.append((w, device, threads, concurrent))
         return StepCost(0.003, 1e-5, 2.0, 0.05)
 
@@ -94,13 +94,40 @@ TINY = Workload(
 
 
 def test_a_slow_step_is_timed_once_on_a_sub_batch_and_scaled() -> None:
-    """Any step counts as slow with slow_s = 0: one warm step of PROBE_BATCH images, scaled to the
+    """Any step counts as slow with slow_s = 0: one warm step of SMALL_BATCH images, scaled to the
     batch, and the figure says so."""
     cost = calibrate.measure(TINY, "cpu", 1, 1, slow_s=0.0)
-    assert cost.how == f"scaled from one step of {calibrate.PROBE_BATCH} images"
+    assert cost.how == f"scaled from one step of {calibrate.SMALL_BATCH} images"
     assert cost.extrapolated and 0 < cost.step_s < 1 and cost.fixed_s == 0.0
     fast = calibrate.measure(TINY, "cpu", 1, 1)
     assert fast.how == "" and not fast.extrapolated
+
+
+def test_the_probe_decides_how_a_step_is_timed() -> None:
+    """A warm 8-image step of 0.01 s at batch 512 predicts 0.64 s: timed in full. At 0.1 s
+    (6.4 s predicted) a 32-image step (0.4 s) is timed and scaled; at 0.5 s the 8-image step is
+    scaled (a 32-image step would take 2 s), as after the budget is spent."""
+    assert calibrate.probe_images(0.01, 512, 1.0, spent=False) is None
+    assert calibrate.probe_images(0.1, 512, 1.0, spent=False) == 32
+    assert calibrate.probe_images(0.5, 512, 1.0, spent=False) == 8
+    assert calibrate.probe_images(0.01, 512, 1.0, spent=True) == 8
+    assert calibrate.probe_images(2.0, 4, 1.0, spent=False) == 4  # the batch itself, timed once
+
+
+def test_model_work_builds_each_shape_at_most_twice() -> None:
+    """FLOPs and weights are affine in the class count: a third class count is read off the line
+    through two counted ones, and agrees with counting it."""
+    calls = []
+
+    def count(model, options, k, channels, size):
+        calls.append(k)
+        return calibrate.count_work(model, options, k, channels, size)
+
+    work = calibrate.ModelWork(count)
+    got = [work("conv2", {}, k, 3, 16) for k in (10, 100, 1000, 365, 100)]
+    assert calls == [10, 100]
+    exact = calibrate.count_work("conv2", {}, 365, 3, 16)
+    assert got[3].flops == pytest.approx(exact.flops) and got[3].params == exact.params
 
 
 def _work(head_flops: float, head_params: int):
@@ -116,10 +143,9 @@ def _classes(*ks: int) -> list[Workload]:
 
 def test_class_counts_share_one_timing_when_the_head_is_negligible() -> None:
     ws = _classes(10, 100, 1000)
-    timed, derived = calibrate.share_head_timings(
-        ws, _work(10.0, 20)
-    )  # head 1%/17% of flops/weights
-    assert timed == ws  # 17% of the weights: each class count is timed
+    # batch 64: a step is 3 * 64 * flops + 200 * weights; 1,000 FLOPs per class: 29% at 1000
+    timed, derived = calibrate.share_head_timings(ws, _work(1000.0, 2))
+    assert timed == ws  # each class count is timed
     timed, derived = calibrate.share_head_timings(ws, _work(10.0, 2))
     assert timed == [ws[2]] and set(derived) == set(ws[:2])  # the largest is timed
     ref, share, ratio = derived[ws[0]]
@@ -136,19 +162,19 @@ def test_calibration_keeps_to_its_budget_and_says_what_it_scaled(tmp_path, monke
     clock = [0.0]
     timed = []
 
-    def fake(pool, w, device, threads, concurrent, slow_s):
+    def fake(pool, w, device, threads, concurrent, slow_s, deadline):
         timed.append(w)
         clock[0] += 10.0  # each timing takes 10 s
         return StepCost(0.01 * w.size, 1e-5, 0.0, 0.0)
 
     monkeypatch.setattr(calibrate, "_measure_with", fake)
     monkeypatch.setattr(calibrate.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(calibrate, "work_of", lambda w: calibrate.Work(float(w.size**2), 1000))
+    work = calibrate.ModelWork(count=lambda m, o, k, c, size: calibrate.Work(size**2, 1000))
     a, b, c = (dataclasses.replace(TINY, size=s) for s in (8, 16, 32))
     lines: list[str] = []
     costs = calibrate.calibrated(
         [a, b, c], "cpu", 1, 1, tmp_path, budget_s=15.0, weights={a: 1, b: 5, c: 3},
-        on_progress=lines.append,
+        on_progress=lines.append, model_work=work,
     )  # fmt: skip
     assert timed == [b, c]  # heaviest first; the budget ran out after two timings
     assert len(lines) == 2 and "--no-calibrate" in lines[0] and b.label() in lines[0]
@@ -229,6 +255,6 @@ def test_plan_of_the_full_morcos_vgg19_suite_answers_in_seconds(tmp_path: Path) 
     )  # fmt: skip
     seconds = time.perf_counter() - t
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "scaled from one step of 32 images" in proc.stdout
+    assert "scaled from one step of 32 images" in proc.stdout or "of 8 images" in proc.stdout
     assert "this suite is sized for GPUs" in proc.stdout
     assert seconds < 30, f"plan took {seconds:.1f} s"

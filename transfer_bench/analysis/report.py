@@ -30,6 +30,7 @@ from transfer_bench.analysis.frame import (
     load_results,
     with_own_ticket_rows,
 )
+from transfer_bench.analysis.headline import ci_low_high, summary_section
 from transfer_bench.analysis.power import DEFAULT_POWER
 from transfer_bench.analysis.precision import noise_text, pairing_text
 from transfer_bench.analysis.primaries import primaries_text, table_primaries
@@ -339,9 +340,9 @@ def findings(a: Analysis, spec: AnalysisSpec) -> list[str]:
             where = f"{target} ({optimizer})" if multi_opt else str(target)
             for r in g[g["significant"].fillna(False).astype(bool)].itertuples():
                 verb = "beats" if r.diff > 0 else "is worse than"
-                ci = ""
-                if math.isfinite(r.diff_ci_low) and math.isfinite(r.diff_ci_high):
-                    ci = f" (95% CI {_points(r.diff_ci_low)} to {_points(r.diff_ci_high)})"
+                ci, (low, high) = "", ci_low_high(r)  # the tables' CI: paired where paired
+                if math.isfinite(low) and math.isfinite(high):
+                    ci = f" (95% CI {_points(low)} to {_points(high)})"
                 out.append(
                     f"{who} {verb} {spec.baseline} on {where} at "
                     f"{fmt_percent_remaining(r.percent_remaining)} weights remaining: "
@@ -627,7 +628,7 @@ def _write_report(
         )
         figures, _ = figures_section(a, suite_dir, spec)
         data_text = data_section(suite_dir)
-        claim_text = ""
+        claim_text, record = "", None
         if claim is not None:
             record = evaluate_claim(claim_frames(a, suite_dir), claim)
             write_claim(suite_dir, record)
@@ -655,10 +656,12 @@ def _write_report(
     ]
     head = " ".join([head, *(d for d in design if d)])
     find = findings(a, spec)
-    # a paper's results section: the main figure and the findings first, how they were made last
+    # the answers first (summary and headline table), then a paper's results section: the main
+    # figure and the findings, the tables and figures, and how they were made last
     main_figure = figures[0].split("\n", 1)[1].strip() if figures else ""
     sections = [
         f"# Report: {suite_name}",
+        summary_section(a.comparison, spec, record),
         "## Findings\n\n"
         + (f"{main_figure}\n\n" if main_figure else "")
         + ("\n".join(f"- {f}" for f in find) or "No comparisons could be made.")

@@ -127,6 +127,7 @@ def plan(
     ctx.cache_dir = default_cache_dir()
     problems, sizes = _check_plan(ctx, suite, strict)
     if estimate:
+        from transfer_bench.runner.calibrate import ModelWork
         from transfer_bench.runner.estimate import (
             device_notes,
             estimate_runs,
@@ -134,7 +135,8 @@ def plan(
             wall_estimate,
         )
 
-        estimates = estimate_runs(ctx, runs, sizes)
+        model_work = ModelWork()  # each model built once for the budget and the timings
+        estimates = estimate_runs(ctx, runs, sizes, model_work)
         console.print("budget: " + summarize(estimates, gpu_tflops, cpu_gflops))
         wall = None
         if calibrate:
@@ -145,6 +147,7 @@ def plan(
                 workers,
                 runs_per_gpu=runs_per_gpu,
                 sizes=sizes,
+                model_work=model_work,
                 budget_s=calibration_budget,
                 on_progress=lambda line: err_console.print(
                     line, markup=False, highlight=False, soft_wrap=True

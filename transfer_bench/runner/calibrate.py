@@ -10,11 +10,12 @@ are cached per machine, torch version and setting in ``<cache>/calibration.json`
 ``plan`` must answer in seconds, even for a suite sized for GPUs planned on a laptop (one step of
 full-width VGG19 at batch 512 takes about 8 s on one CPU core), so the timing adapts:
 
-- a step predicted slower than ``SLOW_STEP_S`` is timed once, warm, on a sub-batch of
-  ``PROBE_BATCH`` images and scaled to the batch (per-image cost is flat from about 32 images up on
-  a CPU: VGG19 16.7 ms at 32, 16.3 ms at 128);
-- class counts of one model share a timing when the output layer is a negligible share of the work
-  (below ``HEAD_SHARE`` of the forward FLOPs and of the weights), scaled by FLOPs;
+- a warm step of ``SMALL_BATCH`` images predicts the step; one predicted slower than
+  ``SLOW_STEP_S`` is timed once on a sub-batch of ``PROBE_BATCH`` images (``SMALL_BATCH`` for the
+  slowest models) and scaled to the batch (per-image cost is flat from about 32 images up on a
+  CPU: full-width VGG19 16.7 ms at 32, 16.3 ms at 128, 29 ms at 8, one thread);
+- class counts of one model share a timing when the output layer is a negligible share of a
+  step's work (below ``HEAD_SHARE``), scaled by FLOPs;
 - the whole calibration stops starting new timings after ``CALIBRATION_BUDGET_S``; what is left is
   scaled by FLOPs from the measured rate of the nearest timed workload, and not cached, so the next
   ``plan`` times it.
@@ -56,7 +57,10 @@ CALIBRATION_FILE = "calibration.json"
 CALIBRATION_BUDGET_S = 15.0
 #: a training step predicted slower than this is timed once, on a sub-batch, and scaled
 SLOW_STEP_S = 1.0
-#: images in the sub-batch that predicts a step and times slow ones
+#: images of the step that predicts a step's time (and times the slowest models)
+SMALL_BATCH = 8
+#: images of the step that times a slow model (per-image cost is flat from about 32 images up on
+#: a CPU; at 8 it is up to 2x higher)
 PROBE_BATCH = 32
 #: class counts share one timing when the head is less than this share of FLOPs and weights
 HEAD_SHARE = 0.05
@@ -126,12 +130,22 @@ def _key(w: Workload, device: str, threads: int, concurrent: int) -> str:
     )
 
 
-def _measure(w: Workload, device: str, threads: int, t_start: float, slow_s: float) -> StepCost:
-    """Time ``w``: one cold and one warm step of a ``PROBE_BATCH`` sub-batch predict the step. A
-    step predicted slower than ``slow_s`` is that warm timing scaled to the batch. Otherwise
-    ``train()`` runs k and 4k steps at the full batch (the difference is the per-step cost without
-    set-up; k fitted to about ``_FAST_TARGET_S``), and 256 images are evaluated. Masks at 20%
-    density, uint8 images normalized per batch, as in a run."""
+def _measure(
+    w: Workload,
+    device: str,
+    threads: int,
+    t_start: float,
+    slow_s: float,
+    deadline: float = math.inf,
+) -> StepCost:
+    """Time ``w``. One cold and one warm step of ``SMALL_BATCH`` images predict the step.
+
+    Predicted slower than ``slow_s``: the step is scaled from one warm step of ``PROBE_BATCH``
+    images (of ``SMALL_BATCH`` when even that would take over ``slow_s``, or when ``deadline``, a
+    ``time.time()``, has passed: then from the cold step), and one evaluation of those images.
+    Otherwise ``train()`` runs k and 4k steps at the full batch (the difference is the per-step
+    cost without set-up; k fitted to about ``_FAST_TARGET_S``), and 256 images are evaluated.
+    Masks at 20% density, uint8 images normalized per batch, as in a run."""
     torch.set_num_threads(threads)
     dev = resolve_device(device)
     g = torch.Generator().manual_seed(0)
@@ -161,8 +175,8 @@ def _measure(w: Workload, device: str, threads: int, t_start: float, slow_s: flo
         if dev.type == "cuda":
             torch.cuda.synchronize()
 
-    def timed(steps: int, batch: int, d: TrainData) -> float:
-        m, masks = model()
+    def timed(steps: int, batch: int, d: TrainData, built=None) -> float:
+        m, masks = built or model()  # a slow model is built once (VGG19: 0.4 s per build)
         spec = TrainSpec(
             batch_size=batch,
             iterations=steps,
@@ -178,10 +192,11 @@ def _measure(w: Workload, device: str, threads: int, t_start: float, slow_s: flo
         sync()
         return time.perf_counter() - t
 
-    def eval_per_image(d: TrainData) -> float:
-        m, _ = model()
+    def eval_per_image(d: TrainData, warm: bool = True, built=None) -> float:
+        m = (built or model())[0]
         n = len(d.y_test)
-        evaluate(m, d.x_test, d.y_test, n, d.prepare)  # warm-up
+        if warm:
+            evaluate(m, d.x_test, d.y_test, n, d.prepare)
         sync()
         t = time.perf_counter()
         evaluate(m, d.x_test, d.y_test, n, d.prepare)
@@ -189,17 +204,48 @@ def _measure(w: Workload, device: str, threads: int, t_start: float, slow_s: flo
         return (time.perf_counter() - t) / n
 
     startup = time.time() - t_start
-    probe = min(w.batch_size, PROBE_BATCH)
-    small = data(probe, probe)
-    timed(1, probe, small)  # cold: first-call kernels, allocator, lazy CUDA start
-    predicted = timed(1, probe, small) * w.batch_size / probe
-    if predicted >= slow_s:
-        how = (
-            f"scaled from one step of {probe} images"
-            if probe < w.batch_size
-            else "from one step, timed once"
-        )
-        return StepCost(predicted, eval_per_image(small), startup, 0.0, how)
+    small = min(w.batch_size, SMALL_BATCH)
+    built = model()
+    tiny = data(small, small)
+    warm = timed(1, small, tiny, built)  # cold: first-call kernels, allocator, lazy CUDA start
+    spent = time.time() >= deadline
+    if not spent:
+        warm = timed(1, small, tiny, built)
+    images = probe_images(warm, w.batch_size, slow_s, spent or time.time() >= deadline)
+    if images is None:
+        return _fast(w, timed, eval_per_image, data, startup)
+    how = _scaled_from(images, w) + (" (a cold step: budget spent)" if spent else "")
+    if images == small:
+        step = warm * w.batch_size / small
+        return StepCost(step, eval_per_image(tiny, False, built), startup, 0.0, how)
+    d = data(images, images)
+    step = timed(1, images, d, built) * w.batch_size / images
+    return StepCost(step, eval_per_image(d, False, built), startup, 0.0, how)
+
+
+def probe_images(small_s: float, batch: int, slow_s: float, spent: bool) -> int | None:
+    """How to time a workload whose warm step of ``min(batch, SMALL_BATCH)`` images took
+    ``small_s``: None for the full timing at the full batch (a step predicted faster than
+    ``slow_s``), else the images of the one step to scale from: ``PROBE_BATCH`` when that step
+    takes at most ``slow_s``, else the small step itself (also when the budget is ``spent``)."""
+    small = min(batch, SMALL_BATCH)
+    if not spent and small_s * batch / small < slow_s:
+        return None
+    probe = min(batch, PROBE_BATCH)
+    if not spent and probe > small and small_s * probe / small <= slow_s:
+        return probe
+    return small
+
+
+def _scaled_from(images: int, w: Workload) -> str:
+    if images < w.batch_size:
+        return f"scaled from one step of {images} images"
+    return "from one step, timed once"
+
+
+def _fast(w: Workload, timed, eval_per_image, data, startup: float) -> StepCost:
+    """A step faster than ``SLOW_STEP_S``: k and 4k steps at the full batch (fresh models, as a
+    run builds them), their difference per step, the rest fixed cost."""
     full = data(4 * w.batch_size, 256)
     first = timed(1, w.batch_size, full)  # warm-up at the full batch
     k = max(1, min(4, int(_FAST_TARGET_S / max(first, 1e-6))))
@@ -212,24 +258,31 @@ def _measure(w: Workload, device: str, threads: int, t_start: float, slow_s: flo
 
 
 def _measure_in_worker(args: tuple) -> StepCost:
-    w, device, threads, t_start, slow_s = args
+    w, device, threads, t_start, slow_s, deadline = args
     set_torch_threads(threads)
-    return _measure(w, device, threads, t_start, slow_s)
+    return _measure(w, device, threads, t_start, slow_s, deadline)
 
 
 def _measure_with(
-    pool: Executor | None, w: Workload, device: str, threads: int, concurrent: int, slow_s: float
+    pool: Executor | None,
+    w: Workload,
+    device: str,
+    threads: int,
+    concurrent: int,
+    slow_s: float,
+    deadline: float = math.inf,
 ) -> StepCost:
     """``concurrent`` timings of ``w`` at once in ``pool`` (their mean), or one in this process
     (whose thread count is restored afterwards)."""
     if pool is None or concurrent <= 1:
         before = torch.get_num_threads()
         try:
-            return _measure(w, device, threads, time.time(), slow_s)
+            return _measure(w, device, threads, time.time(), slow_s, deadline)
         finally:
             torch.set_num_threads(before)
     t0 = time.time()
-    costs = list(pool.map(_measure_in_worker, [(w, device, threads, t0, slow_s)] * concurrent))
+    args = [(w, device, threads, t0, slow_s, deadline)] * concurrent
+    costs = list(pool.map(_measure_in_worker, args))
     return StepCost(
         statistics.mean(c.step_s for c in costs),
         statistics.mean(c.eval_s_per_image for c in costs),
@@ -260,19 +313,44 @@ class Work:
     params: int
 
 
-def work_of(w: Workload) -> Work:
-    """Build ``w``'s model on the CPU and count its forward FLOPs per image and its weights."""
+def count_work(model: str, options, num_classes: int, channels: int, size: int) -> Work:
+    """Build a model on the CPU and count its forward FLOPs per image and its weights."""
     m = build_model(
-        w.model,
-        num_classes=w.num_classes,
-        in_channels=w.channels,
-        image_size=w.size,
+        model,
+        num_classes=num_classes,
+        in_channels=channels,
+        image_size=size,
         seed=0,
-        options=dict(w.options),
+        options=dict(options),
     )
-    return Work(
-        float(count_flops(m, (w.channels, w.size, w.size))), sum(p.numel() for p in m.parameters())
-    )
+    flops = float(count_flops(m, (channels, size, size)))
+    return Work(flops, sum(p.numel() for p in m.parameters()))
+
+
+class ModelWork:
+    """``Work`` of the models one command sizes, each model shape built at most twice: FLOPs and
+    weights are affine in the class count (the output layer's outputs), so a third class count is
+    read off the line through two counted ones (a full-width ResNet-50 takes about a second to
+    build and count; ``plan`` sizes four class counts of it)."""
+
+    def __init__(self, count: Callable[..., Work] = count_work) -> None:
+        self._count = count
+        self._counted: dict[tuple, dict[int, Work]] = {}
+
+    def __call__(self, model: str, options, num_classes: int, channels: int, size: int) -> Work:
+        shape = (model, tuple(sorted(dict(options).items())), channels, size)
+        counted = self._counted.setdefault(shape, {})
+        if num_classes not in counted and len(counted) < 2:
+            counted[num_classes] = self._count(model, options, num_classes, channels, size)
+        if num_classes in counted:
+            return counted[num_classes]
+        (k0, a), (k1, b) = sorted(counted.items())[:2]
+        flops = _on_line(((k0, a.flops), (k1, b.flops)), num_classes)
+        params = _on_line(((k0, a.params), (k1, b.params)), num_classes)
+        return Work(flops, round(params))
+
+    def of(self, w: Workload) -> Work:
+        return self(w.model, w.options, w.num_classes, w.channels, w.size)
 
 
 def share_head_timings(
@@ -280,8 +358,8 @@ def share_head_timings(
 ) -> tuple[list[Workload], dict[Workload, tuple[Workload, float, float]]]:
     """Which of ``todo`` to time, and which to take from another class count's figure: within one
     model shape (everything but the class count), when the output layer is less than
-    ``HEAD_SHARE`` of the forward FLOPs and of the weights, one class count is timed (the largest
-    one ``known`` already, else the largest) and the others scaled from it by FLOPs.
+    ``HEAD_SHARE`` of a step's work (``_step_work``), one class count is timed (the largest one
+    ``known`` already, else the largest) and the others scaled from it by forward FLOPs.
     Returns (to time, {derived: (reference, share of the head, FLOPs ratio to the reference)});
     FLOPs are linear in the class count, so only the smallest and largest models are built."""
     pending = list(dict.fromkeys(todo))
@@ -299,7 +377,7 @@ def share_head_timings(
         members.sort(key=lambda w: w.num_classes)
         lo, hi = members[0], members[-1]
         low, high = work(lo), work(hi)
-        share = max(1 - low.flops / high.flops, 1 - low.params / high.params)
+        share = 1 - _step_work(lo, low) / _step_work(hi, high)
         if share >= HEAD_SHARE:
             timed += mine
             continue
@@ -312,6 +390,17 @@ def share_head_timings(
                 ratio = _on_line(line, w.num_classes) / _on_line(line, ref.num_classes)
                 derived[w] = (ref, share, ratio)
     return timed, derived
+
+
+#: arithmetic equivalent of one weight's update (read and write weight, gradient and optimizer
+#: state: memory-bound, about 16-32 bytes per weight at ~10 FLOP per byte moved)
+UPDATE_FLOPS_PER_WEIGHT = 200
+
+
+def _step_work(w: Workload, work: Work) -> float:
+    """A step's arithmetic: forward and backward of the batch (3x forward FLOPs) plus the
+    weights' update; what the head's share of a step is judged by."""
+    return 3 * w.batch_size * work.flops + UPDATE_FLOPS_PER_WEIGHT * work.params
 
 
 def _on_line(points: tuple[tuple[float, float], tuple[float, float]], x: float) -> float:
@@ -351,11 +440,13 @@ def calibrated(
     weights: Mapping[Workload, float] | None = None,
     on_progress: Callable[[str], None] | None = None,
     slow_s: float = SLOW_STEP_S,
+    model_work: ModelWork | None = None,
 ) -> dict[Workload, StepCost]:
     """The step cost of each workload: from the cache, or timed now (and cached), within a budget
     of ``budget_s`` seconds of timing (heaviest workloads first, by ``weights``: their steps in the
     plan); the rest scaled by FLOPs (see the module docstring). ``on_progress`` gets a line before
-    each timing."""
+    each timing; ``model_work`` counts FLOPs (shared with the FLOP budget, so models are built
+    once per command)."""
     path = cache_dir / CALIBRATION_FILE if cache_dir else None
     cache: dict[str, Any] = {}
     if path and path.exists():
@@ -370,23 +461,18 @@ def calibrated(
             out[w] = StepCost(**cache[_key(w, device, threads, concurrent)])
         except (KeyError, TypeError):
             todo.append(w)
-    works: dict[Workload, Work] = {}
-
-    def work(w: Workload) -> Work:
-        if w not in works:
-            works[w] = work_of(w)
-        return works[w]
+    work = (model_work or ModelWork()).of
 
     to_time, derived = share_head_timings(todo, work, known=out)
     weight = dict(weights or {})
     for w, (ref, _, _) in derived.items():
         weight[ref] = weight.get(ref, 0.0) + weight.get(w, 0.0)
     to_time.sort(key=lambda w: -weight.get(w, 0.0))
-    deadline = time.monotonic() + budget_s
+    end = time.monotonic() + budget_s
     pool: ProcessPoolExecutor | None = None
     try:
         for i, w in enumerate(to_time):
-            if time.monotonic() >= deadline and (out or i > 0):
+            if time.monotonic() >= end and (out or i > 0):
                 break
             if on_progress:
                 on_progress(
@@ -395,7 +481,8 @@ def calibrated(
                 )
             if pool is None and concurrent > 1:
                 pool = ProcessPoolExecutor(concurrent)
-            out[w] = _measure_with(pool, w, device, threads, concurrent, slow_s)
+            deadline = time.time() + max(0.0, end - time.monotonic())
+            out[w] = _measure_with(pool, w, device, threads, concurrent, slow_s, deadline)
             cache[_key(w, device, threads, concurrent)] = asdict(out[w])
     finally:
         if pool is not None:

@@ -17,10 +17,10 @@ from transfer_bench.config import PRUNE_AT_INIT, Suite
 from transfer_bench.data.catalogue import get_entry
 from transfer_bench.devices import visible_gpus
 from transfer_bench.errors import TransferBenchError
-from transfer_bench.models import build_model, count_flops
 from transfer_bench.runner.calibrate import (
     CALIBRATION_BUDGET_S,
     Job,
+    ModelWork,
     Workload,
     calibrated,
     evaluations,
@@ -108,9 +108,15 @@ def _sizes(ctx: Context, name: str, known: Sizes | None = None) -> tuple[int, in
     return d.train, d.test, d.classes
 
 
-def estimate_runs(ctx: Context, runs: list[Run], sizes: Sizes | None = None) -> list[RunEstimate]:
+def estimate_runs(
+    ctx: Context,
+    runs: list[Run],
+    sizes: Sizes | None = None,
+    model_work: ModelWork | None = None,
+) -> list[RunEstimate]:
+    """Trainings and FLOPs of each run (``sizes``, ``model_work``: found once per command)."""
     suite = ctx.suite
-    flops_per_sample: dict[int, float] = {}
+    work = model_work or ModelWork()
     out = []
     for run in runs:
         name = (
@@ -124,19 +130,13 @@ def estimate_runs(ctx: Context, runs: list[Run], sizes: Sizes | None = None) -> 
             out.append(RunEstimate(run.key, n, None))
             continue
         n_train, n_test, num_classes = found
-        if num_classes not in flops_per_sample:
-            model = build_model(
-                suite.model.name,
-                num_classes=num_classes,
-                in_channels=suite.input.channels,
-                image_size=suite.input.size,
-                seed=0,
-                options=dict(suite.model.options),
-            )
-            flops_per_sample[num_classes] = float(
-                count_flops(model, (suite.input.channels, suite.input.size, suite.input.size))
-            )
-        fwd = flops_per_sample[num_classes]
+        fwd = work(
+            suite.model.name,
+            suite.model.options,
+            num_classes,
+            suite.input.channels,
+            suite.input.size,
+        ).flops
         spe = math.ceil(n_train / suite.train.batch_size)
         iters = suite.train.total_iterations(spe)
         samples = min(iters * suite.train.batch_size, iters * n_train / spe)
@@ -259,6 +259,7 @@ def wall_estimate(
     sizes: Sizes | None = None,
     budget_s: float = CALIBRATION_BUDGET_S,
     on_progress: Callable[[str], None] | None = None,
+    model_work: ModelWork | None = None,
 ) -> WallEstimate:
     """Expected wall time of ``runs`` (those not complete) on this machine with this executor.
 
@@ -312,6 +313,7 @@ def wall_estimate(
         budget_s=budget_s,
         weights=weights,
         on_progress=on_progress,
+        model_work=model_work,
     )
     timing = time.monotonic() - t0
     jobs = []
