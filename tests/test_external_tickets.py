@@ -475,3 +475,12 @@ def test_a_file_changed_after_planning_is_refused(tmp_path) -> None:
     assert f.path == path and ticket.meta["level"] == 1
     with pytest.raises(TicketError, match=r"tickets\.t: .*t\.ticket changed since the run was"):
         p.ctx.external_ticket("t", 1, "0" * 64)
+
+
+def test_a_primary_level_is_checked_once_the_files_are_read(tmp_path) -> None:
+    path = _lenet_ticket(tmp_path / "t.ticket")  # records level 1
+    data = {**_suite({"t": str(path)}), "analysis": {"primary": [{"arm": "ticket", "level": 2}]}}
+    with pytest.raises(ConfigError, match=r"analysis.primary\[0\].level: 2 is not a transferred"):
+        plan(parse_suite(data))
+    data["analysis"]["primary"][0]["level"] = 1
+    assert plan(parse_suite(data))

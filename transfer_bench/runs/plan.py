@@ -168,6 +168,20 @@ def _own_levels(
     return tuple(sorted(wanted))
 
 
+def _check_primary_levels(suite: Suite, external: Mapping[str, ExternalSource]) -> None:
+    """``analysis.primary`` levels, where the suite could not check them (a ticket whose files
+    record their levels): each must be a level some transfer trains."""
+    levels = set(suite.transfer_levels)
+    for source in external.values():
+        levels |= set(source.levels)
+    for i, entry in enumerate(suite.analysis.primary):
+        if entry.level is not None and entry.level not in levels:
+            raise ConfigError(
+                f"analysis.primary[{i}].level: {entry.level} is not a transferred level of this "
+                f"suite; use one of {', '.join(map(str, sorted(levels))) or 'none'}"
+            )
+
+
 def plan(
     suite: Suite,
     *,
@@ -180,6 +194,8 @@ def plan(
     runs: list[Run] = []
     search_ids: dict[str, str] = {}
     external = dict(tickets) if tickets is not None else resolve(suite) if suite.tickets else {}
+    if external:
+        _check_primary_levels(suite, external)
     searched = suite.searched_sources
     all_levels = tuple(range(suite.search.num_levels + 1)) if suite.search is not None else ()
     for source in searched:
