@@ -105,11 +105,11 @@ def test_a_slow_step_is_timed_once_on_a_sub_batch_and_scaled() -> None:
 
 def test_the_probe_decides_how_a_step_is_timed() -> None:
     """A warm 8-image step of 0.01 s at batch 512 predicts 0.64 s: timed in full. At 0.1 s
-    (6.4 s predicted) a 32-image step (0.4 s) is timed and scaled; at 0.5 s the 8-image step is
-    scaled (a 32-image step would take 2 s), as after the budget is spent."""
+    (6.4 s predicted) a 32-image step (0.4 s) is timed and scaled; at 0.6 s the 8-image step is
+    scaled (a 32-image step would take 2.4 s, over twice slow_s), as after the budget is spent."""
     assert calibrate.probe_images(0.01, 512, 1.0, spent=False) is None
     assert calibrate.probe_images(0.1, 512, 1.0, spent=False) == 32
-    assert calibrate.probe_images(0.5, 512, 1.0, spent=False) == 8
+    assert calibrate.probe_images(0.6, 512, 1.0, spent=False) == 8
     assert calibrate.probe_images(0.01, 512, 1.0, spent=True) == 8
     assert calibrate.probe_images(2.0, 4, 1.0, spent=False) == 4  # the batch itself, timed once
 

@@ -840,3 +840,46 @@ def plot_cmd(
             **figure_options(kind, suite.analysis),
         )
     console.print("written: " + ", ".join(str(p) for p in paths))
+
+
+@app.command()
+def selftest(
+    device: Annotated[
+        str,
+        typer.Option(help="Device to test: auto (a GPU if there is one), cpu, cuda, cuda:N, mps."),
+    ] = "auto",
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="Where to write the JSON record (attach it to a bug report)."),
+    ] = Path("selftest.json"),
+) -> None:
+    """Does the toolkit work on this device, and how fast? A tiny suite (about a minute on 2 CPU
+    cores), determinism, agreement with the CPU, and a step of each model family."""
+    from transfer_bench.devices import check_device
+    from transfer_bench.runner.selftest import run_selftest
+
+    check_device(device)
+    say = lambda line: err_console.print(line, markup=False, highlight=False)  # noqa: E731
+    result = run_selftest(device, say=say)
+    rows = [(c.name, c.status, c.detail) for c in result.checks]
+    rows += [(s["check"], "skipped", s["reason"]) for s in result.skipped]
+    _print_table("checks", ("check", "result", "detail"), rows, full=("detail",))
+    rows = [
+        (t["family"], t["model"], str(t["batch"]), t["input"], f"{t['ms_per_step']:,.1f}",
+         f"{t['images_per_s']:,.0f}", t["how"])
+        if "error" not in t
+        else (t["family"], t["model"], "", "", "", "", t["error"])
+        for t in result.timings
+    ]  # fmt: skip
+    _print_table(
+        f"one training step on {result.device} ({result.precision}, "
+        f"{result.settings['torch_threads']} thread(s))",
+        ("family", "model", "batch", "input", "ms per step", "images/s", "how"),
+        rows,
+        full=("how",),
+    )
+    path = result.write(out)
+    console.print(result.line, markup=False, highlight=False, soft_wrap=True)
+    console.print(f"record: {path}", markup=False, highlight=False, soft_wrap=True)
+    if result.verdict != "pass":
+        raise typer.Exit(1)

@@ -227,12 +227,13 @@ def probe_images(small_s: float, batch: int, slow_s: float, spent: bool) -> int 
     """How to time a workload whose warm step of ``min(batch, SMALL_BATCH)`` images took
     ``small_s``: None for the full timing at the full batch (a step predicted faster than
     ``slow_s``), else the images of the one step to scale from: ``PROBE_BATCH`` when that step
-    takes at most ``slow_s``, else the small step itself (also when the budget is ``spent``)."""
+    takes at most twice ``slow_s``, else the small step itself (also when the budget is
+    ``spent``)."""
     small = min(batch, SMALL_BATCH)
     if not spent and small_s * batch / small < slow_s:
         return None
     probe = min(batch, PROBE_BATCH)
-    if not spent and probe > small and small_s * probe / small <= slow_s:
+    if not spent and probe > small and small_s * probe / small <= 2 * slow_s:
         return probe
     return small
 
@@ -293,13 +294,19 @@ def _measure_with(
 
 
 def measure(
-    w: Workload, device: str, threads: int, concurrent: int, slow_s: float = SLOW_STEP_S
+    w: Workload,
+    device: str,
+    threads: int,
+    concurrent: int,
+    slow_s: float = SLOW_STEP_S,
+    deadline: float = math.inf,
 ) -> StepCost:
-    """Step cost of ``w`` with ``concurrent`` processes timing at once (1: in this process)."""
+    """Step cost of ``w`` with ``concurrent`` processes timing at once (1: in this process);
+    past ``deadline`` (a ``time.time()``) a slow step is scaled from its first, cold step."""
     if concurrent <= 1:
-        return _measure_with(None, w, device, threads, 1, slow_s)
+        return _measure_with(None, w, device, threads, 1, slow_s, deadline)
     with ProcessPoolExecutor(concurrent) as pool:
-        return _measure_with(pool, w, device, threads, concurrent, slow_s)
+        return _measure_with(pool, w, device, threads, concurrent, slow_s, deadline)
 
 
 # ------------------------------------------------------------------ what to time, what to scale
