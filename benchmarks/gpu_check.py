@@ -6,9 +6,10 @@ keeps what finished):
 
 1. ``pytest`` of the CUDA tests (``tests/test_cuda.py``, the GPU augmentation test, and
    ``tests/test_gpu_path.py``, which must also pass there);
-2. ``benchmarks/epoch_time.py --device cuda``;
-3. ``benchmarks/morcos_scale.py --device cuda`` (peak memory and epoch time at Morcos data sizes);
-4. with ``--cifar-npz FILE`` (CIFAR-10 as ``x_train, y_train, x_test, y_test`` arrays), a
+2. ``transfer-bench selftest --device cuda`` (its record: ``selftest.json``);
+3. ``benchmarks/epoch_time.py --device cuda``;
+4. ``benchmarks/morcos_scale.py --device cuda`` (peak memory and epoch time at Morcos data sizes);
+5. with ``--cifar-npz FILE`` (CIFAR-10 as ``x_train, y_train, x_test, y_test`` arrays), a
    natural-image suite at full VGG19 width: tickets found on CIFAR-10's six animal classes,
    retrained on its four vehicle classes next to ``random_global``, ``random_reinit`` and the dense
    network, then the report. ``SIGTERM`` at its time limit; finished runs are kept and reported.
@@ -170,6 +171,12 @@ def main() -> None:
          f"--junitxml={out / 'junit.xml'}", "tests/test_cuda.py", "tests/test_gpu_path.py",
          "tests/test_augment.py::test_same_result_on_gpu"],
         limit=200,
+    )  # fmt: skip
+    check.stage(
+        "selftest",
+        [py, "-m", "transfer_bench.cli", "selftest", "--device", args.device,
+         "--out", str(out / "selftest.json")],
+        limit=150,
     )  # fmt: skip
     check.stage(
         "epoch time",
