@@ -237,13 +237,18 @@ def run_prepared(
     object from ``progress.make_progress``. Trackers: the suite's ``track:`` plus ``track``."""
     # lazy: progress and the executors import torch
     from transfer_bench.progress import TrainingWatcher, make_progress
+    from transfer_bench.runner.execute import is_complete
     from transfer_bench.runner.executors import check_executor
-    from transfer_bench.runs.preflight import preflight
+    from transfer_bench.runs.preflight import check_counts, preflight
     from transfer_bench.tracking import open_trackers, parse_trackers
 
     check_executor(executor)
-    # every dataset, the model, rewind points and worker counts, before anything is written
-    preflight(p.suite, p.ctx.cache_dir, workers=workers, runs_per_gpu=runs_per_gpu)
+    # every dataset, the model, rewind points and worker counts, before anything is written; a
+    # suite whose runs are all complete only re-analyses them, which needs none of its data
+    if any(not is_complete(r, p.ctx.suite_dir) for r in p.runs):
+        preflight(p.suite, p.ctx.cache_dir, workers=workers, runs_per_gpu=runs_per_gpu)
+    else:
+        check_counts(workers=workers, runs_per_gpu=runs_per_gpu)
     names = parse_trackers([*p.suite.track, *parse_trackers(track)])
     display = make_progress(progress) if isinstance(progress, str) else progress
     suite_dir = p.ctx.suite_dir
