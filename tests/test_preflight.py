@@ -214,3 +214,28 @@ def test_the_version_is_written_once(monkeypatch, capsys) -> None:
             run()
         assert stop.value.code in (0, None)
         assert capsys.readouterr().out.strip() == f"transfer-bench {version}"
+
+
+def test_a_finished_suite_reanalyses_without_its_data(monkeypatch, capsys, tmp_path: Path):
+    """`run` on a suite whose runs are all complete only re-analyses them, so a dataset that is
+    gone since (a file moved, a hub copy not cached here) does not stop it; with anything left to
+    train, the same suite is refused before it starts."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    data_file = tmp_path / "tgt.npz"
+    np.savez(
+        data_file,
+        x=rng.integers(0, 256, (120, 8, 8), dtype=np.uint8),
+        y=np.arange(120) % 4,
+    )
+    data = variant(**{"datasets.tgt": {"source": f"local:{data_file}"}})
+    code, _, err = cli(monkeypatch, capsys, tmp_path, data, "run", "--progress", "none")
+    assert code == 0, err
+    data_file.unlink()
+    code, out, err = cli(monkeypatch, capsys, tmp_path, data, "run", "--progress", "none")
+    assert code == 0, err
+    assert "report:" in out
+    data["seeds"] = [0, 1, 2, 3]
+    code, _, err = cli(monkeypatch, capsys, tmp_path, data, "run", "--progress", "none")
+    assert code != 0 and "does not exist" in err
