@@ -58,8 +58,8 @@ def ci_low_high(row: Any) -> tuple[float, float]:
 
 
 def _who(row: Any) -> str:
-    arm = "ticket" if row.control == "ticket" else str(row.control)
-    return f"{arm} from {row.source} on {row.target}"
+    own = " (its source)" if row.source == row.target else ""
+    return f"{row.control} from {row.source} on {row.target}{own}"
 
 
 def headline_cells(cmp: pd.DataFrame, spec: AnalysisSpec) -> tuple[pd.DataFrame, str]:
