@@ -10,6 +10,8 @@
 - ``precision``: the report's lines on pairing (arms' correlation) and test-set noise
 - ``power``/``seed_advice``: minimal detectable effects, seeds needed (``transfer-bench power``)
 - ``rounds``: the seed-adding rule of ``run --until-mde`` (an internal pilot)
+- ``headline``: the report's opening: a short summary and one table row per primary comparison
+  or claim check (effect, CI, p, MDE, verdict)
 - ``report``: ``write_report`` (``report.md`` and ``report.html``)
 """
 

@@ -5,6 +5,10 @@ a self-contained ``report.html`` (figures embedded), ``tables/comparison.{csv,md
 the baseline per target, optimizer and density), ``tables/auc.{csv,md,tex}`` (the sparsity-integrated
 comparison) and ``figures/<kind>.{png,pdf,svg}``. Warnings raised while loading and analysing are
 listed in the report and re-issued to the caller, so nothing is silently dropped.
+
+The report leads with the answer (``headline``: a short summary and a table of the primary
+comparisons or claim checks), then the main figure and the findings, the tables and figures, and
+how the results were made.
 """
 
 from __future__ import annotations
