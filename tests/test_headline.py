@@ -106,7 +106,10 @@ def test_report_opens_with_a_summary_and_a_headline_table(tmp_path: Path) -> Non
     assert sections[:2] == ["Summary", "Findings"]  # the answer first, then the findings
     summary = text.split("## Summary", 1)[1].split("## Findings", 1)[0]
     assert "2 primary comparisons with random_global (`analysis.primary`: ticket from a" in summary
-    assert "Significant (p_holm < 0.05): ticket from a on t at 50.0% (+5.98 points" in summary
+    assert (
+        "Significant (p_holm < 0.05): ticket from a on t at 50.0% and 25.0% (+5.98 and +5.87 "
+        "points, p_holm <0.001 and <0.001)"
+    ) in summary
     header = next(ln for ln in summary.splitlines() if ln.startswith("| comparison"))
     for column in ("Δ (points) [95% CI]", "p (adj.)", "MDE (points)", "n", "verdict"):
         assert column in header

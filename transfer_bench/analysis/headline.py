@@ -122,12 +122,8 @@ def cells_sentence(cmp: pd.DataFrame, spec: AnalysisSpec) -> str:
     if sig.empty:
         text += f"Significant ({p_name} < {spec.alpha:g}): none."
     else:
-        shown = [
-            f"{_who(r)} at {fmt_percent_remaining(r.percent_remaining)}% "
-            f"({100 * r.diff:+.2f} points, {p_name} {_p(r.p_adj)})"
-            for r in sig.itertuples()
-        ]
-        more = f", and {len(shown) - 3} more" if len(shown) > 3 else ""
+        shown = significant_text(sig, p_name)
+        more = f"; and {len(shown) - 3} more comparisons" if len(shown) > 3 else ""
         text += f"Significant ({p_name} < {spec.alpha:g}): {'; '.join(shown[:3])}{more}."
     rest = tested[~tested.index.isin(sig.index)]
     if not rest.empty:
@@ -148,6 +144,29 @@ def cells_sentence(cmp: pd.DataFrame, spec: AnalysisSpec) -> str:
     if untested:
         text += f" Not tested: {untested} (too few seeds, or no spread)."
     return text
+
+
+def significant_text(sig: pd.DataFrame, p_name: str) -> list[str]:
+    """One phrase per comparison (arm, source, target) with its significant densities: "ticket
+    from a on t at 7.0% and 4.5% (+2.76 and +2.92 points, p_holm = 0.005 and 0.005)"."""
+    groups: dict[str, list[Any]] = {}
+    for r in sig.itertuples():
+        groups.setdefault(_who(r), []).append(r)
+
+    def joined(items: list[str]) -> str:
+        return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+    out = []
+    for who, rows in groups.items():
+        where = joined([f"{fmt_percent_remaining(r.percent_remaining)}%" for r in rows])
+        diffs = joined([f"{100 * r.diff:+.2f}" for r in rows])
+        p_text = f"{p_name} {_p(rows[0].p_adj)}"
+        if len(rows) > 1:
+            p_text = f"{p_name} " + joined(
+                ["<0.001" if r.p_adj < 0.001 else f"{r.p_adj:.3f}" for r in rows]
+            )
+        out.append(f"{who} at {where} ({diffs} points, {p_text})")
+    return out
 
 
 def _p(p: float) -> str:
