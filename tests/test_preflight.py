@@ -239,3 +239,26 @@ def test_a_finished_suite_reanalyses_without_its_data(monkeypatch, capsys, tmp_p
     data["seeds"] = [0, 1, 2, 3]
     code, _, err = cli(monkeypatch, capsys, tmp_path, data, "run", "--progress", "none")
     assert code != 0 and "does not exist" in err
+
+
+def test_plan_sizes_a_hub_dataset_from_the_catalogue_without_downloading_it(
+    monkeypatch, capsys, tmp_path: Path
+):
+    """A paper-scale suite planned on a laptop must not fetch gigabytes to count images: a hub
+    dataset not on this machine is sized from the catalogue; `--strict` tries to load it."""
+    from transfer_bench.runs.context import Context
+
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf"))  # nothing cached
+    monkeypatch.delenv("TRANSFER_BENCH_HF_MIRROR", raising=False)
+    loaded: list[str] = []
+    real = Context.dataset
+    monkeypatch.setattr(
+        Context, "dataset", lambda self, name: loaded.append(name) or real(self, name)
+    )
+    data = variant(**{"datasets.tgt": {"source": "catalog:svhn"}})
+    code, out, err = cli(monkeypatch, capsys, tmp_path, data, "plan", "--no-calibrate")
+    assert code == 0, err
+    assert "tgt" not in loaded and "catalogue" in out and "not downloaded" in err
+    assert "73,257" in out  # SVHN's training split, from the catalogue
+    code, _, err = cli(monkeypatch, capsys, tmp_path, data, "plan", "--no-calibrate", "--strict")
+    assert code != 0 and "tgt" in loaded

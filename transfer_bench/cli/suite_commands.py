@@ -240,7 +240,7 @@ def _check_plan(ctx, suite, strict: bool) -> tuple[list[str], dict]:
         used_datasets,
     )
 
-    sizes = {d.name: d for d in _print_datasets(ctx)}
+    sizes = {d.name: d for d in _print_datasets(ctx, download=strict)}
     used = used_datasets(suite)
     problems = []
     for name in used:
@@ -310,13 +310,14 @@ def _plan_until_mde(suite_dir: Path, suite, target: float, max_seeds: int | None
         console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
-def _print_datasets(ctx) -> list:
+def _print_datasets(ctx, download: bool = False) -> list:
     """Print the suite's datasets with their sizes and classes (loaded here, or from the
     catalogue) and, for each that cannot be loaded, the loader's one-line reason and fix.
-    Returns every dataset's ``DatasetSize``."""
+    A hub dataset not on this machine is sized from the catalogue, not downloaded, unless
+    ``download``. Returns every dataset's ``DatasetSize``."""
     from transfer_bench.runner.estimate import dataset_size
 
-    found = [dataset_size(ctx, name) for name in ctx.suite.datasets]
+    found = [dataset_size(ctx, name, download) for name in ctx.suite.datasets]
     show = lambda v: "?" if v is None else f"{v:,}"  # noqa: E731
     rows = [
         (d.name, d.source, show(d.classes), show(d.train), show(d.test), d.known) for d in found

@@ -258,6 +258,40 @@ def _from_cache(spec: DatasetSpec, path: Path, key: str) -> ImageDataset | None:
         return None
 
 
+def _hf_cache_has(hub_id: str) -> bool:
+    """Whether the Hugging Face datasets cache of this machine holds ``hub_id`` (its folder
+    ``<owner>___<name>``), found without importing ``datasets`` or reaching the hub."""
+    root = os.environ.get("HF_DATASETS_CACHE") or os.path.join(
+        os.environ.get("HF_HOME") or os.path.join(Path.home(), ".cache", "huggingface"), "datasets"
+    )
+    return (Path(root) / hub_id.replace("/", "___")).is_dir()
+
+
+def on_this_machine(
+    spec: DatasetSpec, input: InputSpec, *, split_seed: int, cache_dir: Path | None
+) -> bool:
+    """Whether ``spec`` loads without a download: a bundled, synthetic or local source, a copy in
+    the dataset cache or a mirror (``TRANSFER_BENCH_HF_MIRROR``), or a hub dataset already in the
+    Hugging Face cache. ``plan`` sizes the others from the catalogue instead of fetching
+    gigabytes to count them."""
+    prefix, _, ref = spec.source.partition(":")
+    if prefix in ("builtin", "synthetic", "local"):
+        return True
+    if cache_dir is not None:
+        key = dataset_key(spec, input, split_seed)
+        if cache.cache_path(Path(os.fspath(cache_dir)), key).is_file():
+            return True
+    if prefix == "catalog":
+        try:
+            entry = get_entry(ref)
+        except DatasetError:
+            return True  # let the loader give its one-line error
+        hub, _, is_local = resolve(entry)
+        return is_local or _hf_cache_has(entry.hub_id)
+    hub_id = ref.split(":", 1)[0]
+    return Path(hub_id).expanduser().exists() or _hf_cache_has(hub_id)
+
+
 def load_dataset(
     spec: DatasetSpec, input: InputSpec, *, split_seed: int, cache_dir: Path | None
 ) -> ImageDataset:

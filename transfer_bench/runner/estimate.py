@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from transfer_bench.config import PRUNE_AT_INIT, Suite
 from transfer_bench.data.catalogue import get_entry
+from transfer_bench.data.dataset import on_this_machine
 from transfer_bench.devices import visible_gpus
 from transfer_bench.errors import TransferBenchError
 from transfer_bench.runner.calibrate import (
@@ -67,16 +68,26 @@ class DatasetSize:
     reason: str = ""  # why the data could not be loaded here
 
 
-def dataset_size(ctx: Context, name: str) -> DatasetSize:
-    """Sizes of dataset ``name``: from the data if it loads here, else from the catalogue."""
+def dataset_size(ctx: Context, name: str, download: bool = False) -> DatasetSize:
+    """Sizes of dataset ``name``: from the data if it loads here without a download (or with one,
+    if ``download``), else from the catalogue."""
     spec = ctx.suite.datasets[name]
-    try:
-        ds = ctx.dataset(name)
-        return DatasetSize(
-            name, spec.source, len(ds.y_train), len(ds.y_test), ds.num_classes, "loaded"
+    suite = ctx.suite
+    if download or on_this_machine(
+        spec, suite.input, split_seed=suite.data_seed, cache_dir=ctx.cache_dir
+    ):
+        try:
+            ds = ctx.dataset(name)
+            return DatasetSize(
+                name, spec.source, len(ds.y_train), len(ds.y_test), ds.num_classes, "loaded"
+            )
+        except TransferBenchError as e:
+            reason = str(e)
+    else:
+        reason = (
+            "not downloaded: plan sizes a hub dataset that is not on this machine from the "
+            "catalogue (run downloads it; plan --strict loads it now)"
         )
-    except TransferBenchError as e:
-        reason = str(e)
     if not spec.source.startswith("catalog:"):
         return DatasetSize(name, spec.source, None, None, None, "unknown", reason)
     try:
