@@ -16,12 +16,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
+from synthetic_results import write_results
 
 from transfer_bench.analysis import headline
-from transfer_bench.api import SUITE_COPY, write_suite_report
+from transfer_bench.api import write_suite_report
 from transfer_bench.config import AnalysisSpec, parse_suite
-from transfer_bench.runs.plan import plan
 
 
 def suite_data(sources=("a", "b"), levels=(1, 2), primary=None) -> dict:
@@ -55,38 +54,8 @@ def accuracy(control, source, seed, level) -> float:
     return 0.6 + ahead + noise + (0.2 if control == "dense" else 0.0)
 
 
-def write_results(root: Path, data: dict) -> Path:
-    suite = parse_suite(data)
-    suite_dir = root / suite.name
-    for run in plan(suite):
-        if run.kind != "transfer":
-            continue
-        control = run.config["control"]
-        source = None if control == "dense" else run.config["source"]
-        for level in run.levels:
-            acc = accuracy(control, source, run.seed, level)
-            record = {
-                "kind": "transfer",
-                "source": source,
-                "target": "t",
-                "control": control,
-                "optimizer": "adam",
-                "level": level,
-                "seed": run.seed,
-                "density": 0.5**level,
-                "test_accuracy": acc,
-                "best_test_accuracy": acc,
-                "n_test": 200,
-            }
-            out = run.folder(suite_dir) / f"level_{level}"
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "result.json").write_text(json.dumps(record))
-    (suite_dir / SUITE_COPY).write_text(yaml.safe_dump(data))
-    return suite_dir
-
-
 def report(tmp_path: Path, data: dict) -> tuple[Path, str]:
-    suite_dir = write_results(tmp_path, data)
+    suite_dir = write_results(tmp_path, data, accuracy)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         path, _ = write_suite_report(suite_dir, parse_suite(data))

@@ -10,7 +10,6 @@ second."""
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import warnings
@@ -19,19 +18,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from synthetic_results import write_results
 from typer.testing import CliRunner
 
 from transfer_bench.analysis import power as pw
 from transfer_bench.analysis.figures.common import curve_table, mean_ci
 from transfer_bench.analysis.stats import comparison_table
 from transfer_bench.analysis.tables import caption_text, to_markdown
-from transfer_bench.api import SUITE_COPY, write_suite_report
+from transfer_bench.api import write_suite_report
 from transfer_bench.cli import app
 from transfer_bench.config import parse_suite
-from transfer_bench.runs.plan import plan
 
 ARMS = ("ticket", "random_global", "dense")
 
@@ -53,39 +51,6 @@ def suite_data(n: int, levels: tuple[int, ...], sources=("a",), plots=()) -> dic
         },
         "analysis": {"baseline": "random_global", "n_resamples": 99, "plots": list(plots)},
     }
-
-
-def write_results(root: Path, data: dict, accuracy) -> Path:
-    """A results folder of ``data`` with ``accuracy(control, source, seed, level)`` for every
-    planned transfer training (and the suite copy the commands read)."""
-    suite = parse_suite(data)
-    suite_dir = root / suite.name
-    for run in plan(suite):
-        if run.kind != "transfer":
-            continue
-        c = run.config
-        control = c["control"]
-        source = None if control == "dense" else c["source"]
-        for level in run.levels:
-            acc = float(accuracy(control, source, run.seed, level))
-            record = {
-                "kind": "transfer",
-                "source": source,
-                "target": "t",
-                "control": control,
-                "optimizer": "adam",
-                "level": level,
-                "seed": run.seed,
-                "density": 0.5**level,
-                "test_accuracy": acc,
-                "best_test_accuracy": acc,
-                "n_test": 200,
-            }
-            out = run.folder(suite_dir) / f"level_{level}"
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "result.json").write_text(json.dumps(record))
-    (suite_dir / SUITE_COPY).write_text(yaml.safe_dump(data))
-    return suite_dir
 
 
 def report_text(suite_dir: Path, data: dict) -> str:

@@ -172,15 +172,7 @@ class Suite(_Model):
             return self
         tr = self.transfer
         self._check_transfer_sources(check)
-        check(
-            ("transfer", "targets"),
-            tr.targets,
-            self.datasets,
-            "a dataset",
-            "define it under datasets",
-        )
-        if tr.optimizers is not None:
-            check(("transfer", "optimizers"), tr.optimizers, self.optimizers, "an optimizer", fix)
+        self._check_transfer_names(check)
         if "own_ticket" in tr.controls:
             missing = [t for t in tr.targets if t not in sources]
             if missing:
@@ -249,6 +241,25 @@ class Suite(_Model):
                         "add it there or drop it",
                     )
 
+    def _check_transfer_names(self, check: Any) -> None:
+        """``transfer.targets`` name datasets and ``transfer.optimizers`` optimizers."""
+        tr = self.transfer
+        check(
+            ("transfer", "targets"),
+            tr.targets,
+            self.datasets,
+            "a dataset",
+            "define it under datasets",
+        )
+        if tr.optimizers is not None:
+            check(
+                ("transfer", "optimizers"),
+                tr.optimizers,
+                self.optimizers,
+                "an optimizer",
+                "define it under optimizers",
+            )
+
     def _without_search(self, check: Any) -> Suite:
         """A suite of tickets found elsewhere: no search, so nothing refers to search levels."""
         if not self.tickets or self.transfer is None:
@@ -265,17 +276,8 @@ class Suite(_Model):
             )
         self._check_tickets(check)
         self._check_transfer_sources(check)
+        self._check_transfer_names(check)
         tr = self.transfer
-        check(
-            ("transfer", "targets"),
-            tr.targets,
-            self.datasets,
-            "a dataset",
-            "define it under datasets",
-        )
-        if tr.optimizers is not None:
-            fix = "define it under optimizers"
-            check(("transfer", "optimizers"), tr.optimizers, self.optimizers, "an optimizer", fix)
         check(
             ("train", "optimizer"),
             self.train.optimizer,

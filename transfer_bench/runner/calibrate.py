@@ -325,19 +325,9 @@ def count_work(model: str, options, num_classes: int, channels: int, size: int) 
     torch's meta device (shapes only: a full-width ResNet-50's counting forward took 1.7-3.3 s on
     a busy 2-core CPU, 0.1 s on meta; the counts are equal), on the CPU if a layer has no meta
     kernel."""
-    m = build_model(
-        model,
-        num_classes=num_classes,
-        in_channels=channels,
-        image_size=size,
-        seed=0,
-        options=dict(options),
-    )
-    params = sum(p.numel() for p in m.parameters())
-    try:
-        flops = count_flops(m.to("meta"), (channels, size, size))
-    except Exception:  # an op without a meta kernel: count on the CPU
-        m = build_model(
+
+    def build():
+        return build_model(
             model,
             num_classes=num_classes,
             in_channels=channels,
@@ -345,7 +335,13 @@ def count_work(model: str, options, num_classes: int, channels: int, size: int) 
             seed=0,
             options=dict(options),
         )
-        flops = count_flops(m, (channels, size, size))
+
+    m = build()
+    params = sum(p.numel() for p in m.parameters())
+    try:
+        flops = count_flops(m.to("meta"), (channels, size, size))
+    except Exception:  # an op without a meta kernel: count on the CPU
+        flops = count_flops(build(), (channels, size, size))
     return Work(float(flops), params)
 
 
