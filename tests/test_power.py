@@ -109,7 +109,9 @@ def test_comparison_table_carries_the_mde_of_its_corrected_level() -> None:
     # by default the seeds pair: the MDE is the paired t-test's, from the differences' spread
     paired = comparison_table(_frame(0.0, 0.01, 4), n_resamples=0)
     for _, row in paired.iterrows():
-        design = pw.Design(row.ticket_std, row.baseline_std, 4, 4, paired=True, sd_diff=row.diff_std)
+        design = pw.Design(
+            row.ticket_std, row.baseline_std, 4, 4, paired=True, sd_diff=row.diff_std
+        )
         assert row.test == "paired_t" and row.mde == pytest.approx(pw.mde(design, 0.025))
 
 
