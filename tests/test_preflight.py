@@ -117,6 +117,27 @@ def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(MIRROR_ENV, raising=False)
 
 
+def test_an_untrained_default_baseline_is_named_before_training(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    """A suite that trains only Morcos' random ticket but leaves ``analysis.baseline`` at its
+    default (random_reinit) used to train, then leave every comparison table empty. ``plan`` and
+    ``run`` now say so in one line naming the fix; ``plan --strict`` refuses it; a suite with no
+    control but the dense network, or with the baseline set, gets no such line."""
+    data = variant(analysis={})
+    fix = "set analysis.baseline to one of random_global or add random_reinit"
+    code, _, err = cli(monkeypatch, capsys, tmp_path, data, "plan", "--no-calibrate")
+    assert code == 0 and "warning: analysis.baseline: the default baseline 'random_reinit'" in err
+    assert fix in err
+    code, _, err = cli(monkeypatch, capsys, tmp_path, data, "plan", "--no-calibrate", "--strict")
+    assert code == 2 and "error: --strict: analysis.baseline" in err
+    code, _, err = cli(monkeypatch, capsys, tmp_path, data, "run", "--executor", "sequential")
+    assert code == 0 and fix in err
+    for fine in (SUITE, variant(analysis={}, **{"transfer.controls": ["dense"]})):
+        code, _, err = cli(monkeypatch, capsys, tmp_path, fine, "plan", "--no-calibrate")
+        assert code == 0 and "analysis.baseline" not in err
+
+
 def test_plan_sizes_an_unreachable_catalogue_dataset_unless_strict(
     tmp_path, monkeypatch, capsys, offline
 ) -> None:

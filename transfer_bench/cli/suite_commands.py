@@ -230,12 +230,12 @@ def _check_plan(ctx, suite, strict: bool) -> tuple[list[str], dict]:
     """``plan``'s checks, each problem printed as one line (the first becomes the error): every
     dataset the suite uses loads here or (a catalogue dataset) is sized from the catalogue; the
     model runs on each dataset's classes; rewind points lie inside training. ``strict``: every
-    dataset loads here, and the suite has at least 3 seeds. Returns the problems and every
+    dataset loads here, the suite has at least 3 seeds and its default baseline is trained. Returns the problems and every
     dataset's sizes (found once: each try of an unreachable hub costs seconds)."""
     from transfer_bench.runs.preflight import (
+        advisories,
         check_model,
         check_rewinds,
-        few_seeds,
         ticket_problems,
         used_datasets,
     )
@@ -262,8 +262,7 @@ def _check_plan(ctx, suite, strict: bool) -> tuple[list[str], dict]:
         except TransferBenchError as e:
             problems.append(str(e))
     problems += ticket_problems(suite, ctx.cache_dir, {d.name: d.classes for d in known})
-    advice = few_seeds(suite)
-    if advice:
+    for advice in advisories(suite):
         problems += [f"--strict: {advice}"] if strict else []
         if not strict:
             err_console.print(f"warning: {advice}", markup=False, highlight=False, soft_wrap=True)

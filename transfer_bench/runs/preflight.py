@@ -16,14 +16,16 @@ the fix, found first:
   and targets (``ticket_problems``; its files were found and pinned when the suite was planned,
   :mod:`transfer_bench.runs.external`).
 
-The device is checked where the context is made (``devices.resolve_device``). ``few_seeds`` is the
-advisory ``plan`` prints (and ``plan --strict`` enforces) for suites whose statistics cannot be
-estimated well.
+The device is checked where the context is made (``devices.resolve_device``). ``advisories`` are
+what ``plan`` prints (and ``plan --strict`` enforces) for suites whose statistics cannot be
+estimated well (``few_seeds``) or whose default baseline is not trained (``missing_baseline``,
+which ``preflight`` also warns of before a run).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -205,6 +207,28 @@ def few_seeds(suite: Suite) -> str:
     return f"seeds: {what}; list at least {MIN_SEEDS} seeds (5 or more for a claim)"
 
 
+def missing_baseline(suite: Suite) -> str:
+    """A one-line advisory when the default ``analysis.baseline`` is not trained but other
+    controls are (the report's comparison tables would be empty), else "". An explicit baseline
+    that is not trained is an error of the suite itself."""
+    tr, base = suite.transfer, suite.analysis.baseline
+    if tr is None or base in tr.controls or "baseline" in suite.analysis.model_fields_set:
+        return ""
+    others = [c for c in tr.controls if c != "dense"]
+    if not others:
+        return ""
+    return (
+        f"analysis.baseline: the default baseline {base!r} is not among transfer.controls "
+        f"({', '.join(tr.controls)}), so the report's comparison tables would be empty; set "
+        f"analysis.baseline to one of {', '.join(others)} or add {base} to transfer.controls"
+    )
+
+
+def advisories(suite: Suite) -> list[str]:
+    """Every one-line advisory about the suite's design (``--strict`` makes them errors)."""
+    return [line for line in (few_seeds(suite), missing_baseline(suite)) if line]
+
+
 def preflight(
     suite: Suite,
     cache_dir: Path | None,
@@ -218,4 +242,6 @@ def preflight(
     check_model(suite, (f.classes for f in facts.values()))
     check_rewinds(suite, {name: f.train for name, f in facts.items()})
     check_tickets(suite, cache_dir, {name: f.classes for name, f in facts.items()})
+    if line := missing_baseline(suite):
+        warnings.warn(line, stacklevel=2)
     return facts
