@@ -258,3 +258,44 @@ def test_plan_of_the_full_morcos_vgg19_suite_answers_in_seconds(tmp_path: Path) 
     assert "scaled from one step of 32 images" in proc.stdout or "of 8 images" in proc.stdout
     assert "this suite is sized for GPUs" in proc.stdout
     assert seconds < 30, f"plan took {seconds:.1f} s"
+
+
+def test_pruning_at_init_scoring_is_counted(monkeypatch, tmp_path: Path) -> None:
+    """A SynFlow search that trains nothing still scores (rounds x densities passes): `plan` put
+    the synflow-collapse claim at 0 s, which then took 44 s; it now counts the scoring."""
+    from transfer_bench.config import parse_suite
+    from transfer_bench.runner import estimate
+    from transfer_bench.runs.context import Context
+    from transfer_bench.runs.plan import plan
+
+    monkeypatch.setattr(
+        estimate, "calibrated", lambda ws, *a, **k: {w: StepCost(0.01, 0.0, 0.0) for w in ws}
+    )
+
+    def seconds(method: str, rounds: int) -> float:
+        suite = parse_suite(
+            {
+                "name": "pai",
+                "seeds": [0, 1],
+                "model": {"name": "lenet_300_100"},
+                "input": {"size": 8, "channels": 1},
+                "datasets": {"d": {"source": "synthetic:d", "samples": 100, "num_classes": 4}},
+                "train": {"batch_size": 20, "epochs": 1},
+                "search": {
+                    "method": method,
+                    "sources": ["d"],
+                    "densities": [0.5, 0.1, 0.01],
+                    "rounds": rounds,
+                    "samples_per_class": 10,
+                    "train_levels": False,
+                },
+            }
+        )
+        ctx = Context(suite, tmp_path / "res", torch.device("cpu"), None)
+        return estimate.wall_estimate(ctx, plan(suite), "sequential", None).seconds
+
+    # 2 seeds x 3 densities x rounds passes at one step each; SNIP: 40 images at batch 20
+    assert seconds("synflow", 100) == pytest.approx(2 * 3 * 100 * 0.01)
+    assert seconds("synflow", 10) == pytest.approx(2 * 3 * 10 * 0.01)
+    assert seconds("snip", 100) == pytest.approx(2 * 2 * 0.01)
+    assert seconds("magnitude_init", 100) == 0.0
