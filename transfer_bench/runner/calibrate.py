@@ -32,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import statistics
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -111,10 +112,34 @@ class StepCost:
     startup_s: float
     fixed_s: float = 0.0
     how: str = ""
+    load: float | None = None  # the machine's 1-minute load average when this was timed
 
     @property
     def extrapolated(self) -> bool:
         return bool(self.how)
+
+    def timed_busy(self, cores: int) -> bool:
+        """Timed while other work kept at least half the cores busy (the figure is too slow)."""
+        return self.load is not None and self.load >= BUSY_LOAD_PER_CORE * cores
+
+
+#: a 1-minute load average per core at or above which a timing is taken as made on a busy machine
+BUSY_LOAD_PER_CORE = 0.5
+
+
+def load_average() -> float | None:
+    """The 1-minute load average (None where the OS has none)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+def retime(cost: StepCost, load_now: float | None, cores: int) -> bool:
+    """A cached figure is timed again when it was timed on a busy machine and this one is quieter
+    by at least one busy core: one `plan` run next to a training suite would otherwise slow every
+    later estimate (a LeNet step cached at 3.1 ms put the quickstart at 109 s; it ran in 55 s)."""
+    return cost.timed_busy(cores) and load_now is not None and load_now <= cost.load - 1.0
 
 
 def _key(w: Workload, device: str, threads: int, concurrent: int) -> str:
@@ -436,6 +461,7 @@ def scaled(cost: StepCost, ratio: float, batch_ratio: float, how: str) -> StepCo
         cost.startup_s,
         cost.fixed_s,
         how,
+        cost.load,
     )
 
 
@@ -474,11 +500,18 @@ def calibrated(
             cache = {}  # a damaged cache is measured again
     out: dict[Workload, StepCost] = {}
     todo: list[Workload] = []
+    load = load_average()
+    cores = max(1, os.cpu_count() or 1)
     for w in dict.fromkeys(workloads):
         try:
-            out[w] = StepCost(**cache[_key(w, device, threads, concurrent)])
+            cost = StepCost(**cache[_key(w, device, threads, concurrent)])
         except (KeyError, TypeError):
             todo.append(w)
+            continue
+        if device == "cpu" and retime(cost, load, cores):
+            todo.append(w)
+        else:
+            out[w] = cost
     work = (model_work or ModelWork()).of
 
     to_time, derived = share_head_timings(todo, work, known=out)
@@ -500,7 +533,8 @@ def calibrated(
             if pool is None and concurrent > 1:
                 pool = ProcessPoolExecutor(concurrent)
             deadline = time.time() + max(0.0, end - time.monotonic())
-            out[w] = _measure_with(pool, w, device, threads, concurrent, slow_s, deadline)
+            timed = _measure_with(pool, w, device, threads, concurrent, slow_s, deadline)
+            out[w] = dataclasses.replace(timed, load=load)
             cache[_key(w, device, threads, concurrent)] = asdict(out[w])
     finally:
         if pool is not None:

@@ -227,11 +227,19 @@ class WallEstimate:
             + (f" --workers {self.workers}" if self.executor == "local" else "")
             + f" on {self.device} ({self.threads} thread(s) per run; {basis})"
         ]
+        cores = max(1, os.cpu_count() or 1)
         for w, c in self.costs.items():
+            busy = (
+                f"timed while the machine was busy (load {c.load:.1f} on {cores} cores), so "
+                "likely too slow; a `plan` on a quieter machine times it again"
+                if self.device == "cpu" and c.timed_busy(cores)
+                else ""
+            )
+            notes = "; ".join(n for n in (c.how, busy) if n)
             lines.append(
                 f"  {w.label()}: {_ms(c.step_s)} per step, "
                 f"{1e6 * c.eval_s_per_image:.0f} us per test image"
-                + (f" ({c.how})" if c.how else "")
+                + (f" ({notes})" if notes else "")
             )
         if self.unknown:
             lines.append(
