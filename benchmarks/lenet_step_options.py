@@ -1,6 +1,6 @@
 """Options for a faster LeNet-300-100 step (batch 60, Adam) that were measured and not adopted.
 
-Issue 15 asks for >= 0.40 of the matmul peak for this step. This script measures, in one process
+The README's Performance goal is >= 0.40 of the matmul peak for this step. This script measures, in one process
 and one thread count (default 1: what each pool worker runs), how far the step is from its GEMMs
 and what two candidate rewrites would give:
 

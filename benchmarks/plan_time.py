@@ -1,6 +1,6 @@
 """How long `transfer-bench plan` takes for every suite, with an empty calibration cache.
 
-The issue: `plan suites/morcos2019-vgg19.yaml` timed full-width VGG19 steps for more than 7 minutes
+Why: `plan suites/morcos2019-vgg19.yaml` timed full-width VGG19 steps for more than 7 minutes
 on a 2-core CPU before it printed the wall-time estimate. The goal is under 30 s for every suite in
 ``suites/`` (and ``suites/claims/``) on 2 cores with an empty calibration cache. Each suite is
 planned in a fresh process (imports included) with an empty calibration cache. Datasets are

@@ -106,7 +106,7 @@ def phase_times(cfg, steps: int, channels_last: bool) -> dict[str, dict[str, flo
         if channels_last:
             model.to(memory_format=torch.channels_last)
         masks = _masks(model) if kind != "dense" else None
-        if kind == "masked_before":  # the loop before issue 15: stock optimizer, grads masked
+        if kind == "masked_before":  # the earlier loop: stock optimizer, grads masked
             opt = OLD_OPTIMIZERS[opt_spec.name](model.parameters(), opt_spec)
             enforcer = MaskEnforcer(model, masks, grads=True)
         else:

@@ -5,7 +5,7 @@ the next), so a quickstart time means little without it: this measures the peak 
 before and after, runs ``transfer-bench run SUITE --results TMP`` ``--repeats`` times into fresh
 folders, and records each run's wall time, its runs phase (the run's own "N runs trained, ..., S s")
 and the rest (imports, planning, report), plus a digest of every training's history, so repeats can
-be checked for bit-identical results. Goal (issue 15): <= 90 s on 2 cores. Writes
+be checked for bit-identical results. Goal (README "Performance"): <= 90 s on 2 cores. Writes
 ``benchmarks/out/quickstart_time.json``.
 
 Usage: python benchmarks/quickstart_time.py [--repeats 3] [--suite suites/quickstart.yaml]

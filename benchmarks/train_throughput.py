@@ -1,6 +1,6 @@
 """Masked vs dense training throughput of the toolkit's loop, and achieved FLOP/s vs matmul peak.
 
-Goals (issue 15, README "Performance"): masked / dense <= 1.05; achieved training FLOP/s >= 0.40 of
+Goals (README "Performance"): masked / dense <= 1.05; achieved training FLOP/s >= 0.40 of
 the measured 2-thread matmul peak for LeNet-300-100 (batch 60, Adam) and >= 0.70 for Conv-4 (run
 twice: NCHW, the CPU default, and channels_last, which is safe for 3x3-only nets). The host is noisy, so
 dense and masked epochs are interleaved round by round and the median of the paired ratios is
