@@ -27,6 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from transfer_bench.api import default_cache_dir
+from transfer_bench.runner.calibrate import CALIBRATION_FILE
+
 ROOT = Path(__file__).resolve().parents[1]
 GOAL_S = 30.0
 
@@ -46,7 +49,7 @@ def dataset_cache(path: Path, empty: bool) -> Path:
     """The dataset cache the plans share: the usual cache's dataset files linked in (none with
     ``empty``); datasets loaded meanwhile stay there."""
     path.mkdir(parents=True, exist_ok=True)
-    usual = Path(os.environ.get("TRANSFER_BENCH_CACHE", Path.home() / ".cache/transfer-bench"))
+    usual = default_cache_dir()
     if not empty and usual.is_dir() and usual.resolve() != path.resolve():
         for f in usual.glob("dataset-*.safetensors"):
             if not (path / f.name).exists():
@@ -99,7 +102,7 @@ def main() -> None:
             for suite in suites:
                 plan(suite, cache, Path(tmp) / "res", [*extra, "--no-calibrate"])
         for suite in suites:
-            (cache / "calibration.json").unlink(missing_ok=True)  # an empty calibration cache
+            (cache / CALIBRATION_FILE).unlink(missing_ok=True)  # an empty calibration cache
             seconds, proc = plan(suite, cache, Path(tmp) / "res", extra)
             out = proc.stdout.splitlines()
             wall = next((ln for ln in out if ln.startswith("expected wall time")), "")

@@ -232,9 +232,12 @@ def run_prepared(
     cpus_per_run: float = 1,
     gpus_per_run: float = 0,
     runs_per_gpu: int = 1,
+    checks: bool = True,
 ) -> SuiteRunSummary:
     """Execute a prepared suite; see ``run_suite``. ``progress`` is a mode name or a display
-    object from ``progress.make_progress``. Trackers: the suite's ``track:`` plus ``track``."""
+    object from ``progress.make_progress``. Trackers: the suite's ``track:`` plus ``track``.
+    ``checks=False`` skips the data, model and ticket checks (``runs.preflight``), for a caller
+    that ran them on the same suite with other seeds (they do not depend on seeds)."""
     # lazy: progress and the executors import torch
     from transfer_bench.progress import TrainingWatcher, make_progress
     from transfer_bench.runner.execute import is_complete
@@ -245,7 +248,7 @@ def run_prepared(
     check_executor(executor)
     # every dataset, the model, rewind points and worker counts, before anything is written; a
     # suite whose runs are all complete only re-analyses them, which needs none of its data
-    if any(not is_complete(r, p.ctx.suite_dir) for r in p.runs):
+    if checks and any(not is_complete(r, p.ctx.suite_dir) for r in p.runs):
         preflight(p.suite, p.ctx.cache_dir, workers=workers, runs_per_gpu=runs_per_gpu)
     else:
         check_counts(workers=workers, runs_per_gpu=runs_per_gpu)

@@ -21,40 +21,33 @@ import pandas as pd
 from transfer_bench.analysis.claims import fmt_effect, fmt_p
 from transfer_bench.analysis.tables import (
     NOT_ESTIMABLE,
+    P_NAMES,
+    finite,
     fmt_diff,
     fmt_mde,
     fmt_p_marked,
     fmt_percent_remaining,
+    joined,
+    p_phrase,
+    shown_ci,
 )
 from transfer_bench.config import AnalysisSpec
 
 #: rows of the headline table when the suite declares no primaries
 HEADLINE_ROWS = 8
-P_NAMES = {"holm": "p_holm", "bh": "p_bh", "none": "p"}
 CORRECTIONS = {"holm": "Holm", "bh": "Benjamini-Hochberg", "none": "no"}
-
-
-def _finite(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def verdict(row: Any, baseline: str) -> str:
     """A cell's answer in words: better / worse than the baseline (significant after correction),
     not significant, or not tested."""
-    if not _finite(row.p_adj):
+    if not finite(row.p_adj):
         return "not tested (too few seeds or no spread)"
     if bool(row.significant):
         return f"**{'better' if row.diff > 0 else 'worse'} than {baseline}**"
-    if _finite(row.mde):
+    if finite(row.mde):
         return "not significant"
     return "not significant; nothing accuracy allows was detectable"
-
-
-def ci_low_high(row: Any) -> tuple[float, float]:
-    """The CI the tables show: the paired difference's where a paired test ran."""
-    if row.test in ("paired_t", "wilcoxon") and _finite(row.paired_ci_low):
-        return row.paired_ci_low, row.paired_ci_high
-    return row.diff_ci_low, row.diff_ci_high
 
 
 def _who(row: Any) -> str:
@@ -73,7 +66,7 @@ def headline_cells(cmp: pd.DataFrame, spec: AnalysisSpec) -> tuple[pd.DataFrame,
     if spec.primary or len(primary) <= HEADLINE_ROWS:
         return primary, ""
     mde = primary["mde"].astype(float)
-    strength = (primary["diff"].abs() / mde).where(mde.map(_finite), 0.0).fillna(0.0)
+    strength = (primary["diff"].abs() / mde).where(mde.map(finite), 0.0).fillna(0.0)
     chosen = primary.loc[strength.sort_values(ascending=False, kind="stable").index[:HEADLINE_ROWS]]
     note = (
         f"No primary comparisons declared, so all {len(primary)} cells of the per-level table are "
@@ -94,7 +87,7 @@ def cells_table(rows: pd.DataFrame, spec: AnalysisSpec) -> str:
     lines = [head, "|---|---|---|---|---|---|---|"]
     for r in rows.itertuples():
         who = _who(r) + (f" ({r.optimizer})" if multi_opt else "")
-        low, high = ci_low_high(r)
+        low, high = shown_ci(r)
         lines.append(
             f"| {who} | {fmt_percent_remaining(r.percent_remaining)}% | "
             f"{fmt_diff(r.diff, low, high)} | {fmt_p_marked(r.p_adj)} | {fmt_mde(r.mde)} | "
@@ -107,7 +100,7 @@ def cells_sentence(cmp: pd.DataFrame, spec: AnalysisSpec) -> str:
     """A few short sentences: how many primary cells, which are significant, and what the
     others could have detected."""
     primary = cmp[cmp["role"] == "primary"]
-    tested = primary[primary["p_adj"].map(_finite)]
+    tested = primary[primary["p_adj"].map(finite)]
     sig = tested[tested["significant"].fillna(False).astype(bool)]
     what = (
         "`analysis.primary`: " + "; ".join(p.label() for p in spec.primary)
@@ -129,12 +122,12 @@ def cells_sentence(cmp: pd.DataFrame, spec: AnalysisSpec) -> str:
     if not rest.empty:
         ns = sorted({f"{int(a)}/{int(b)}" for a, b in rest[["ticket_n", "baseline_n"]].to_numpy()})
         mde = rest["mde"].astype(float)
-        finite = mde[mde.map(_finite)]
+        known = mde[mde.map(finite)]
         text += f" Not significant: {len(rest)}"
-        if finite.empty:
+        if known.empty:
             text += f"; with n = {', '.join(ns)} no difference accuracy allows was detectable."
         else:
-            low, high = f"{100 * finite.min():.1f}", f"{100 * finite.max():.1f}"
+            low, high = f"{100 * known.min():.1f}", f"{100 * known.max():.1f}"
             size = low if low == high else f"{low}-{high}"
             text += (
                 f"; with n = {', '.join(ns)} seeds they could only have detected differences of "
@@ -153,24 +146,17 @@ def significant_text(sig: pd.DataFrame, p_name: str) -> list[str]:
     for r in sig.itertuples():
         groups.setdefault(_who(r), []).append(r)
 
-    def joined(items: list[str]) -> str:
-        return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
-
     out = []
     for who, rows in groups.items():
         where = joined([f"{fmt_percent_remaining(r.percent_remaining)}%" for r in rows])
         diffs = joined([f"{100 * r.diff:+.2f}" for r in rows])
-        p_text = f"{p_name} {_p(rows[0].p_adj)}"
+        p_text = f"{p_name} {p_phrase(rows[0].p_adj)}"
         if len(rows) > 1:
             p_text = f"{p_name} " + joined(
                 ["<0.001" if r.p_adj < 0.001 else f"{r.p_adj:.3f}" for r in rows]
             )
         out.append(f"{who} at {where} ({diffs} points, {p_text})")
     return out
-
-
-def _p(p: float) -> str:
-    return "< 0.001" if p < 0.001 else f"= {p:.3f}"
 
 
 def claim_sentence(record: dict[str, Any]) -> str:
@@ -197,7 +183,7 @@ def claim_table(record: dict[str, Any]) -> str:
         if isinstance(mde, float) and math.isinf(mde):
             mde_text = NOT_ESTIMABLE
         else:
-            mde_text = f"{mde * r['scale']:.2f}" if _finite(mde) else "none (not a t-test)"
+            mde_text = f"{mde * r['scale']:.2f}" if finite(mde) else "none (not a t-test)"
         lines.append(
             f"| {r['check']} | {fmt_effect(r)} | {fmt_p(r['p_holm'])} | {mde_text} | {r['n']} "
             f"| **{r['verdict']}** |"

@@ -34,7 +34,7 @@ from transfer_bench.analysis.frame import (
     load_results,
     with_own_ticket_rows,
 )
-from transfer_bench.analysis.headline import ci_low_high, summary_section
+from transfer_bench.analysis.headline import summary_section
 from transfer_bench.analysis.power import DEFAULT_POWER
 from transfer_bench.analysis.precision import noise_text, pairing_text
 from transfer_bench.analysis.primaries import primaries_text, table_primaries
@@ -46,7 +46,11 @@ from transfer_bench.analysis.provenance import (
 )
 from transfer_bench.analysis.stats import MIN_BOOTSTRAP_N, auc_table, comparison_table
 from transfer_bench.analysis.tables import (
+    P_NAMES,
     caption_text,
+    joined,
+    p_phrase,
+    shown_ci,
     to_markdown,
     write_tables,
 )
@@ -65,7 +69,6 @@ TEST_NAMES = {
     "wilcoxon": "Wilcoxon signed-rank",
 }
 CORRECTION_NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg", "none": "no correction"}
-P_NAMES = {"holm": "p_holm", "bh": "p_bh", "none": "p"}
 
 
 def parse_analysis(analysis: dict[str, Any] | AnalysisSpec | None) -> AnalysisSpec:
@@ -168,9 +171,7 @@ def _points(x: float) -> str:
 
 
 def _p(name: str, p: float) -> str:
-    if not math.isfinite(p):
-        return f"{name} n/a"
-    return f"{name} < 0.001" if p < 0.001 else f"{name} = {p:.3f}"
+    return f"{name} {p_phrase(p)}"
 
 
 def rounds_text(suite_dir: Path) -> str:
@@ -282,7 +283,7 @@ def dense_finding(results: pd.DataFrame, metric: str) -> str:
     n = "/".join(str(k) for k in sorted(ns))
     what = "mean ± SD over" if max(ns) >= 2 else "one"
     seeds = "seed" if max(ns) == 1 else "seeds"
-    listed = ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1]
+    listed = joined(parts)
     return (
         f"The dense network (the unpruned reference of every arm, trained on each target) "
         f"reaches {listed} ({what} n = {n} {seeds})."
@@ -344,7 +345,7 @@ def findings(a: Analysis, spec: AnalysisSpec) -> list[str]:
             where = f"{target} ({optimizer})" if multi_opt else str(target)
             for r in g[g["significant"].fillna(False).astype(bool)].itertuples():
                 verb = "beats" if r.diff > 0 else "is worse than"
-                ci, (low, high) = "", ci_low_high(r)  # the tables' CI: paired where paired
+                ci, (low, high) = "", shown_ci(r)  # the tables' CI: paired where paired
                 if math.isfinite(low) and math.isfinite(high):
                     ci = f" (95% CI {_points(low)} to {_points(high)})"
                 out.append(
@@ -605,12 +606,13 @@ def _write_report(
         cmp_section = _table_section(
             f"Each arm vs {spec.baseline}", a.comparison, "comparison", suite_dir, context
         )
-        if a.auc.empty and single_level(a.results):  # no table: drop one an earlier report left
+        one_level = single_level(a.results)
+        if a.auc.empty and one_level:  # no table: drop one an earlier report left
             for suffix in ("csv", "md", "tex"):
                 (suite_dir / TABLES_DIR / f"auc.{suffix}").unlink(missing_ok=True)
         auc_section = (
             ""
-            if a.auc.empty and single_level(a.results)
+            if a.auc.empty and one_level
             else _table_section(
                 "Sparsity-integrated comparison (mean accuracy over log density)",
                 a.auc,
@@ -646,7 +648,7 @@ def _write_report(
         f"{intervals_text(a.comparison, spec)}; accuracies in percent, differences in points; "
         f"detectable differences at {100 * DEFAULT_POWER:g}% power (the tables' MDE column)."
     )
-    if single_level(a.results):
+    if one_level:
         head += (
             " One transfer level: there is no sparsity-integrated comparison (it needs at least "
             "2 levels)."

@@ -38,6 +38,8 @@ METRIC_NAMES: dict[str, str] = {
     "best_test_accuracy": "Best test accuracy",
 }
 PAIRED_TESTS = ("paired_t", "wilcoxon")
+#: the name of an adjusted p-value by correction
+P_NAMES = {"holm": "p_holm", "bh": "p_bh", "none": "p"}
 MISSING = "–"  # a name that is not there (e.g. no source)
 #: a statistic these seeds cannot give (a test, g or r with too few seeds or no spread; an MDE
 #: beyond the metric's range); each table's caption says why, once
@@ -86,8 +88,35 @@ def _escape_markdown(text: str) -> str:
     return text.replace("|", "\\|").replace("*", "\\*")
 
 
-def _finite(value: Any) -> bool:
+def finite(value: Any) -> bool:
+    """A real number that is not NaN or infinite (not a bool, not a missing cell)."""
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _field(row: Any, name: str) -> Any:
+    """``row[name]`` of a table row given as a Series or as an ``itertuples`` tuple (None if
+    absent)."""
+    return row.get(name) if hasattr(row, "get") else getattr(row, name, None)
+
+
+def shown_ci(row: Any) -> tuple[Any, Any]:
+    """The CI a row's Δ is shown with: the paired difference's where a paired test ran (and has
+    one), else the independent one."""
+    if _field(row, "test") in PAIRED_TESTS and finite(_field(row, "paired_ci_low")):
+        return _field(row, "paired_ci_low"), _field(row, "paired_ci_high")
+    return _field(row, "diff_ci_low"), _field(row, "diff_ci_high")
+
+
+def joined(items: list[str]) -> str:
+    """ "a", "a and b", "a, b and c"."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def p_phrase(p: float) -> str:
+    """A p-value after its name: "< 0.001", "= 0.012", or "n/a" when there is none."""
+    if not finite(p):
+        return "n/a"
+    return "< 0.001" if p < 0.001 else f"= {p:.3f}"
 
 
 def _name(value: Any) -> str:
@@ -98,7 +127,7 @@ def _name(value: Any) -> str:
 
 def fmt_percent_remaining(pct: float) -> str:
     """Weights remaining: one decimal from 1 % up ("10.7"), two significant digits below ("0.42")."""
-    if not _finite(pct):
+    if not finite(pct):
         return MISSING
     return f"{pct:.1f}" if pct >= 1.0 else f"{pct:.2g}"
 
@@ -106,22 +135,22 @@ def fmt_percent_remaining(pct: float) -> str:
 def fmt_mean_std(mean: float, std: float) -> str:
     """Accuracy fraction as percent "93.12 ± 0.45" (std omitted when undefined; "no runs" when
     the arm has none)."""
-    if not _finite(mean):
+    if not finite(mean):
         return NO_RUNS
-    return f"{100 * mean:.2f} ± {100 * std:.2f}" if _finite(std) else f"{100 * mean:.2f}"
+    return f"{100 * mean:.2f} ± {100 * std:.2f}" if finite(std) else f"{100 * mean:.2f}"
 
 
 def fmt_diff(diff: float, low: float, high: float) -> str:
     """Difference in percentage points with its CI: "+3.10 [+1.20, +4.85]"."""
-    if not _finite(diff):
+    if not finite(diff):
         return NOT_ESTIMABLE
-    ci = f" [{100 * low:+.2f}, {100 * high:+.2f}]" if _finite(low) and _finite(high) else ""
+    ci = f" [{100 * low:+.2f}, {100 * high:+.2f}]" if finite(low) and finite(high) else ""
     return f"{100 * diff:+.2f}{ci}"
 
 
 def fmt_p_marked(p: float) -> str:
     """p-value with three decimals ("<0.001" below) and significance marks; "n.e." when untested."""
-    if not _finite(p):
+    if not finite(p):
         return NOT_ESTIMABLE
     text = "<0.001" if p < 0.001 else f"{p:.3f}"
     return text + significance_marks(p)
@@ -130,11 +159,11 @@ def fmt_p_marked(p: float) -> str:
 def fmt_mde(mde: float) -> str:
     """Minimal detectable effect in points ("1.85"); "n.e." when these seeds detect no difference
     the metric allows (infinite MDE) or none was computed (an untested cell)."""
-    return f"{100 * mde:.2f}" if _finite(mde) else NOT_ESTIMABLE
+    return f"{100 * mde:.2f}" if finite(mde) else NOT_ESTIMABLE
 
 
 def _fmt(value: Any, spec: str) -> str:
-    return format(value, spec) if _finite(value) else NOT_ESTIMABLE
+    return format(value, spec) if finite(value) else NOT_ESTIMABLE
 
 
 # ---------------------------------------------------------------------------------- display frame
@@ -149,25 +178,23 @@ def _baseline_label(row: pd.Series) -> str:
 
 
 def _diff_cell(row: pd.Series) -> str:
-    """Δ with the paired-difference CI where a paired test was used, else the independent CI."""
-    if row.get("test") in PAIRED_TESTS and _finite(row.get("paired_ci_low")):
-        return fmt_diff(row["diff"], row["paired_ci_low"], row["paired_ci_high"])
-    return fmt_diff(row["diff"], row.get("diff_ci_low"), row.get("diff_ci_high"))
+    """Δ with the CI ``shown_ci`` picks."""
+    return fmt_diff(row["diff"], *shown_ci(row))
 
 
 def _binomial_cell(row: pd.Series) -> str:
     """The binomial test-set SE of one accuracy of each arm, in points: "0.41/0.44"."""
     a, b = row.get("ticket_binom_se"), row.get("baseline_binom_se")
-    if not _finite(a):
+    if not finite(a):
         return NOT_ESTIMABLE
-    return f"{100 * a:.2f}/{100 * b:.2f}" if _finite(b) else f"{100 * a:.2f}"
+    return f"{100 * a:.2f}/{100 * b:.2f}" if finite(b) else f"{100 * a:.2f}"
 
 
 def _remaining_cell(row: pd.Series) -> str:
     if "percent_remaining" in row.index:
         return fmt_percent_remaining(row["percent_remaining"])
     low, high = row.get("density_min"), row.get("density_max")
-    if not (_finite(low) and _finite(high)):
+    if not (finite(low) and finite(high)):
         return NOT_ESTIMABLE
     return f"{fmt_percent_remaining(100 * high)}–{fmt_percent_remaining(100 * low)}"
 
@@ -227,10 +254,9 @@ def display_frame(cmp: pd.DataFrame) -> pd.DataFrame:
 
 
 def _has_ci(row: pd.Series) -> bool:
-    """Whether the row's Δ cell shows a CI (``_diff_cell``'s choice of interval)."""
-    if row.get("test") in PAIRED_TESTS and _finite(row.get("paired_ci_low")):
-        return True
-    return _finite(row.get("diff_ci_low")) and _finite(row.get("diff_ci_high"))
+    """Whether the row's Δ cell shows a CI (``shown_ci``'s choice of interval)."""
+    low, high = shown_ci(row)
+    return finite(low) and finite(high)
 
 
 def _ns(rows: pd.DataFrame) -> str:

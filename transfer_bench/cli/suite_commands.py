@@ -485,8 +485,9 @@ def _run_until_mde(p, target, max_seeds, run_kw, new_progress, device, cache_dir
     def run_round(seeds) -> None:
         state["p"] = prepare({**data, "seeds": list(seeds)}, root, device=device,
                              cache_dir=cache_dir)  # fmt: skip
-        fresh = {} if state["summary"] is None else {"progress": new_progress()}
-        state["summary"] = run_prepared(state["p"], **{**run_kw, **fresh})
+        # later rounds add seeds only: the data, model and ticket checks passed in the first
+        later = {} if state["summary"] is None else {"progress": new_progress(), "checks": False}
+        state["summary"] = run_prepared(state["p"], **{**run_kw, **later})
         done = f"until-mde: {len(seeds)} seeds: {state['summary']}"
         console.print(done, markup=False, highlight=False, soft_wrap=True)
 

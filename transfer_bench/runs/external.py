@@ -41,7 +41,7 @@ from transfer_bench.fileio import sha256_file
 from transfer_bench.head_policy import HeadAction, head_action
 from transfer_bench.seeding import data_identity
 from transfer_bench.tickets import FORMAT_NAME, read_ticket_arrays
-from transfer_bench.tickets.container import parse_header, read_file
+from transfer_bench.tickets.container import looks_like_torch_save, parse_header, read_file
 
 #: The formats a ticket file may have (``format: auto`` detects them).
 FORMATS = ("ticket", "openlth", "torch-prune")
@@ -123,9 +123,7 @@ def detect_format(path: Path) -> str | None:
     ``ticket`` (a safetensors file with the ticket format's metadata), or None."""
     if path.is_dir():
         return "openlth"
-    with path.open("rb") as f:
-        head = f.read(2)
-    if head == b"PK" or (len(head) == 2 and head[0] == 0x80 and head[1] <= 5):
+    if looks_like_torch_save(path):
         return "torch-prune"
     try:
         _, block = parse_header(path, read_file(path))

@@ -111,7 +111,10 @@ def run_transfer(ctx: Context, run: Run, rd: RunDir, progress: Progress) -> list
         planned = {f["level"]: f["sha256"] for f in ext["files"]}
         loaded = {lv: ctx.external_ticket(source, lv, planned[lv]) for lv in run.levels}
         named = ctx.external_source(source).dataset
-        named_rows = data_identity(ctx.dataset(named).info) if named else None
+        # the named dataset's rows stand in only for a ticket that records none (loading it
+        # otherwise would cost a dataset load and one of the context's two dataset slots)
+        unrecorded = any(external.recorded_rows(t) is None for _, t in loaded.values())
+        named_rows = data_identity(ctx.dataset(named).info) if named and unrecorded else None
         facts["ticket_files"] = [external.provenance(t, f) for f, t in loaded.values()]
     rd.write_config({**cfg, "seed": run.seed, "levels": list(run.levels), "data": ds.info, **facts})
     source_dir = (

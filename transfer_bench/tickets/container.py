@@ -21,6 +21,18 @@ import numpy as np
 
 from transfer_bench.errors import TicketError
 
+
+def looks_like_torch_save(path: Path) -> bool:
+    """True if ``path`` starts like a zip archive (``torch.save``) or a pickle (legacy format):
+    a file of another tool, never unpickled here."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(2)
+    except OSError:
+        return False
+    return head == b"PK" or (len(head) == 2 and head[0] == 0x80 and head[1] <= 5)
+
+
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 FIX_REEXPORT = "re-export the ticket with transfer-bench"
 

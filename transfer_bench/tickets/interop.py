@@ -73,6 +73,7 @@ from torch import nn
 from transfer_bench.errors import TicketError
 from transfer_bench.fileio import atomic_write_text, atomic_write_with, sha256_file
 from transfer_bench.models import build_model
+from transfer_bench.tickets.container import looks_like_torch_save
 from transfer_bench.tickets.format import (
     _ST_DTYPES,
     Ticket,
@@ -121,16 +122,6 @@ def _rename(key: str, renames: Mapping[str, str]) -> str:
 # ---------------------------------------------------------------------------------------- reading
 
 
-def _looks_like_torch_save(path: Path) -> bool:
-    """True if ``path`` starts like a zip archive (``torch.save``) or a pickle (legacy format)."""
-    try:
-        with path.open("rb") as f:
-            head = f.read(2)
-    except OSError:
-        return False
-    return head == b"PK" or (len(head) == 2 and head[0] == 0x80 and head[1] <= 5)
-
-
 def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
     """A flat ``{name: tensor}`` dict from ``torch.load(weights_only=True)``; else a TicketError."""
     fix = "check the path"
@@ -143,7 +134,7 @@ def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
     except IsADirectoryError:
         raise _err(path, "is a directory, not a torch.save file", fix) from None
     except pickle.UnpicklingError:
-        if _looks_like_torch_save(path):  # the safe unpickler met a global or opcode it refuses
+        if looks_like_torch_save(path):  # the safe unpickler met a global or opcode it refuses
             raise _err(
                 path, "not a plain tensor dict; refusing to unpickle code", _FIX_RESAVE
             ) from None

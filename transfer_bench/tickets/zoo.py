@@ -72,10 +72,6 @@ def zoo_dir() -> Path:
     return Path(env) if env else Path(__file__).resolve().parents[1] / "zoo"
 
 
-def _where(folder: Path) -> str:
-    return str(folder / CATALOGUE)
-
-
 def read_catalogue(folder: Path | None = None) -> list[ZooEntry]:
     """Every entry of the zoo's catalogue; a missing or malformed catalogue is one line."""
     folder = folder or zoo_dir()
