@@ -2,12 +2,19 @@
 the test), as before ``auto``; tests of the pool and of ``auto`` ask for them explicitly."""
 
 import os
+import signal
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 os.environ.setdefault("TRANSFER_BENCH_EXECUTOR", "sequential")
+
+# A test run started in the background of a script (`cmd &`, nohup) inherits SIGINT ignored, and
+# so would every `transfer-bench` process it starts: the Ctrl-C tests would see no Ctrl-C. A
+# handler (unlike "ignored") is reset to the default in a started program.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
